@@ -1,0 +1,180 @@
+"""Reverse-mode autodiff: one table from primitive op to its gradient rule, and the backward pass over the tape.
+
+Rules are written in primitives applied to tensor-like values (anything with `_apply`, `_const`, `_wrap`), so the
+gradient of a gradient is just another graph: second-order derivatives need nothing extra.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Protocol
+
+from .graph import Node, Op
+
+
+class Value(Protocol):
+    """What a gradient rule needs of a tensor: shape/dtype/device and primitive application."""
+
+    shape: tuple[int, ...]
+    requires_grad: bool
+    _ctx: Context | None
+
+    def _apply(self, op: Op, *srcs: Value, arg: Any = None) -> Value: ...
+    def _const(self, value: float, shape: tuple[int, ...] | None = None) -> Value: ...
+    def _wrap(self, node: Node) -> Value: ...
+
+
+class Context:
+    """How a tensor was made: the primitive, its operand tensors, its argument and the resulting node."""
+
+    __slots__ = ("op", "srcs", "arg", "out")
+
+    def __init__(self, op: Op, srcs: tuple[Value, ...], arg: Any, out: Node):
+        self.op, self.srcs, self.arg, self.out = op, srcs, arg, out
+
+
+def _p(op: Op, *srcs: Value, arg: Any = None) -> Value:
+    return srcs[0]._apply(op, *srcs, arg=arg)
+
+
+def _mul_const(x: Value, c: float) -> Value:
+    return _p(Op.MUL, x, x._const(c))
+
+
+def _where(cond: Value, a: Value, b: Value) -> Value:
+    return _p(Op.WHERE, cond, a, b)
+
+
+def _zeros(x: Value) -> Value:
+    return x._const(0)
+
+
+def _swap_last(x: Value) -> Value:
+    n = len(x.shape)
+    return _p(Op.PERMUTE, x, arg=tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+def _grad_max(ctx: Context, g: Value) -> tuple[Value, Value]:
+    a, b = ctx.srcs
+    ga = _where(_p(Op.CMPLT, b, a), g, _where(_p(Op.CMPEQ, a, b), _mul_const(g, 0.5), _zeros(g)))
+    return ga, _p(Op.ADD, g, _p(Op.NEG, ga))
+
+
+def _grad_mod(ctx: Context, g: Value) -> tuple[Value | None, Value | None]:
+    a, b = ctx.srcs
+    if not a.dtype.is_floating_point:
+        return None, None
+    trunc_quot = _p(Op.MUL, _p(Op.ADD, a, _p(Op.NEG, _p(Op.MOD, a, b))), _p(Op.RECIP, b))  # exact-ish trunc(a/b)
+    return g, _p(Op.NEG, _p(Op.MUL, g, trunc_quot))
+
+
+def _grad_reduce_max(ctx: Context, g: Value) -> tuple[Value]:
+    (x,) = ctx.srcs
+    out = x._wrap(ctx.out)
+    mask = _p(Op.CAST, _p(Op.CMPEQ, x, _p(Op.EXPAND, out, arg=x.shape)), arg=x.dtype)
+    count = _p(Op.SUM, mask, arg=ctx.arg)  # ties share the gradient evenly, like torch.amax
+    return (_p(Op.MUL, mask, _p(Op.EXPAND, _p(Op.MUL, g, _p(Op.RECIP, count)), arg=x.shape)),)
+
+
+def _grad_expand(ctx: Context, g: Value) -> tuple[Value]:
+    (x,) = ctx.srcs
+    axes = tuple(i for i, (a, b) in enumerate(zip(x.shape, g.shape)) if a != b)
+    return (_p(Op.SUM, g, arg=axes) if axes else g,)
+
+
+def _grad_permute(ctx: Context, g: Value) -> tuple[Value]:
+    inverse = tuple(sorted(range(len(ctx.arg)), key=lambda i: ctx.arg[i]))
+    return (_p(Op.PERMUTE, g, arg=inverse),)
+
+
+def _grad_stride(ctx: Context, g: Value) -> tuple[Value]:
+    (x,) = ctx.srcs
+    for d, step in enumerate(ctx.arg):  # put each kept element back at every step-th place, zeros between
+        if step == 1:
+            continue
+        s = g.shape
+        g = _p(Op.RESHAPE, g, arg=s[:d + 1] + (1,) + s[d + 1:])
+        g = _p(Op.PAD, g, arg=tuple((0, step - 1) if i == d + 1 else (0, 0) for i in range(len(s) + 1)))
+        g = _p(Op.RESHAPE, g, arg=s[:d] + (s[d] * step,) + s[d + 1:])
+        g = _p(Op.SHRINK, g, arg=tuple((0, x.shape[d]) if i == d else (0, n) for i, n in enumerate(g.shape)))
+    return (g,)
+
+
+def _grad_gather(ctx: Context, g: Value) -> tuple[Value, None]:
+    """Scatter-add written in primitives: compare the index with every source position, weight, sum."""
+    x, idx = ctx.srcs
+    dim, n = ctx.arg, x.shape[ctx.arg]
+    shape = idx.shape + (n,)
+    positions = idx._wrap(idx._arange_node(n, idx.dtype))
+    positions = _p(Op.EXPAND, _p(Op.RESHAPE, positions, arg=(1,) * len(idx.shape) + (n,)), arg=shape)
+    hit = _p(Op.CMPEQ, _p(Op.EXPAND, _p(Op.RESHAPE, idx, arg=idx.shape + (1,)), arg=shape), positions)
+    spread = _where(hit, _p(Op.EXPAND, _p(Op.RESHAPE, g, arg=g.shape + (1,)), arg=shape), g._const(0, shape))
+    summed = _p(Op.SUM, spread, arg=(dim,))  # shape: idx.shape with dim -> 1, then n
+    order = tuple(range(dim)) + (len(shape) - 1,) + tuple(range(dim + 1, len(shape) - 1)) + (dim,)
+    placed = _p(Op.RESHAPE, _p(Op.PERMUTE, summed, arg=order), arg=idx.shape[:dim] + (n,) + idx.shape[dim + 1:])
+    pads = tuple((0, xs - ps) for xs, ps in zip(x.shape, placed.shape))
+    return (_p(Op.PAD, placed, arg=pads) if any(p for _, p in pads) else placed), None
+
+
+LN2 = math.log(2)
+Rule = Callable[[Context, Any], tuple[Any, ...]]
+
+# primitive op -> gradient of each operand, given the output gradient g (None: no gradient flows there)
+GRADIENTS: dict[Op, Rule] = {
+    Op.NEG: lambda ctx, g: (_p(Op.NEG, g),),
+    Op.EXP2: lambda ctx, g: (_mul_const(_p(Op.MUL, g, _p(Op.EXP2, ctx.srcs[0])), LN2),),
+    Op.LOG2: lambda ctx, g: (_mul_const(_p(Op.MUL, g, _p(Op.RECIP, ctx.srcs[0])), 1 / LN2),),
+    Op.SIN: lambda ctx, g: (_p(Op.MUL, g, _p(Op.SIN, _p(Op.ADD, _p(Op.NEG, ctx.srcs[0]), g._const(math.pi / 2)))),),
+    Op.SQRT: lambda ctx, g: (_mul_const(_p(Op.MUL, g, _p(Op.RECIP, _p(Op.SQRT, ctx.srcs[0]))), 0.5),),
+    Op.RECIP: lambda ctx, g: (_p(Op.NEG, _p(Op.MUL, g, _p(Op.MUL, *[_p(Op.RECIP, ctx.srcs[0])] * 2))),),
+    Op.CAST: lambda ctx, g: (_p(Op.CAST, g, arg=ctx.srcs[0].dtype) if ctx.srcs[0].dtype.is_floating_point else None,),
+    Op.ADD: lambda ctx, g: (g, g),
+    Op.MUL: lambda ctx, g: (_p(Op.MUL, g, ctx.srcs[1]), _p(Op.MUL, g, ctx.srcs[0])),
+    Op.MAX: _grad_max,
+    Op.CMPLT: lambda ctx, g: (None, None),
+    Op.CMPEQ: lambda ctx, g: (None, None),
+    Op.IDIV: lambda ctx, g: (None, None),
+    Op.MOD: _grad_mod,
+    Op.WHERE: lambda ctx, g: (None, _where(ctx.srcs[0], g, _zeros(g)), _where(ctx.srcs[0], _zeros(g), g)),
+    Op.SUM: lambda ctx, g: (_p(Op.EXPAND, g, arg=ctx.srcs[0].shape),),
+    Op.REDUCE_MAX: _grad_reduce_max,
+    Op.RESHAPE: lambda ctx, g: (_p(Op.RESHAPE, g, arg=ctx.srcs[0].shape),),
+    Op.PERMUTE: _grad_permute,
+    Op.EXPAND: _grad_expand,
+    Op.PAD: lambda ctx, g: (_p(Op.SHRINK, g, arg=tuple((b, b + s) for (b, _), s in zip(ctx.arg, ctx.srcs[0].shape))),),
+    Op.SHRINK: lambda ctx, g: (_p(Op.PAD, g, arg=tuple((b, s - e) for (b, e), s in zip(ctx.arg, ctx.srcs[0].shape))),),
+    Op.FLIP: lambda ctx, g: (_p(Op.FLIP, g, arg=ctx.arg),),
+    Op.STRIDE: _grad_stride,
+    Op.MATMUL: lambda ctx, g: (_p(Op.MATMUL, g, _swap_last(ctx.srcs[1])), _p(Op.MATMUL, _swap_last(ctx.srcs[0]), g)),
+    Op.GATHER: _grad_gather,
+    Op.COPY: lambda ctx, g: (_p(Op.COPY, g, arg=ctx.srcs[0].device),),
+}
+
+
+def backprop(roots: list[Value], root_grads: list[Value]) -> dict[int, tuple[Value, Value]]:
+    """Propagate gradients from roots through the tape; returns id(tensor) -> (tensor, its gradient)."""
+    order: list[Value] = []
+    seen: set[int] = set()
+    stack: list[tuple[Value, bool]] = [(r, False) for r in roots]
+    while stack:  # iterative DFS so deep graphs (long RNN unrolls) do not hit Python's recursion limit
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._ctx is not None:
+            stack.extend((s, False) for s in t._ctx.srcs if s.requires_grad and id(s) not in seen)
+    grads: dict[int, tuple[Value, Value]] = {}
+    for r, g in zip(roots, root_grads):
+        grads[id(r)] = (r, _p(Op.ADD, grads[id(r)][1], g) if id(r) in grads else g)
+    for t in reversed(order):
+        if t._ctx is None or id(t) not in grads:
+            continue
+        g = grads[id(t)][1]
+        for src, sg in zip(t._ctx.srcs, GRADIENTS[t._ctx.op](t._ctx, g)):
+            if sg is None or not src.requires_grad:
+                continue
+            grads[id(src)] = (src, _p(Op.ADD, grads[id(src)][1], sg) if id(src) in grads else sg)
+    return grads

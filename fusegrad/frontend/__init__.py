@@ -1,0 +1,1 @@
+"""The user-facing layer: Tensor and the functions that make and combine tensors."""

@@ -1,0 +1,41 @@
+"""Module-level functions (`fg.exp(x)`, `fg.where(c, x, y)`, ...) that forward to Tensor methods, like torch.*."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .tensor import Tensor
+
+# torch.NAME(tensor, *args) is tensor.NAME(*args) for each of these
+METHOD_FUNCTIONS = (
+    "abs exp exp2 log log2 log10 log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu sign floor ceil round trunc "
+    "reciprocal neg square erf clamp clip maximum minimum add sub mul div true_divide floor_divide remainder fmod pow "
+    "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf isfinite lerp "
+    "sum mean var std prod amax amin max min argmax argmin all any logsumexp softmax log_softmax cumsum "
+    "reshape flatten unflatten squeeze unsqueeze permute transpose swapaxes movedim broadcast_to split chunk unbind "
+    "flip narrow gather index_select masked_fill nonzero matmul mm bmm dot numel clone"
+).split()
+
+
+def _forward(name: str) -> Callable[..., Any]:
+    method = getattr(Tensor, name)
+
+    def fn(input: Tensor, *args: Any, **kwargs: Any) -> Any:  # noqa: A002 - PyTorch's argument name
+        if not isinstance(input, Tensor):
+            raise TypeError(f"fusegrad.{name}: expected a Tensor as the first argument, got {type(input).__name__}")
+        return method(input, *args, **kwargs)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Same as Tensor.{name}: {(method.__doc__ or '').strip().splitlines()[0] if method.__doc__ else ''}"
+    return fn
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {name: _forward(name) for name in METHOD_FUNCTIONS}
+
+
+def where(condition: Tensor, input: Any, other: Any) -> Tensor:  # noqa: A002 - PyTorch's argument name
+    """`input` where condition is True, else `other` (broadcast together)."""
+    return condition.where(input, other)
+
+
+def one_hot(x: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding of an integer tensor (torch.nn.functional.one_hot)."""
+    return x.one_hot(num_classes)

@@ -1,0 +1,451 @@
+"""The user-facing Tensor: a lazy graph node plus autograd bookkeeping, with PyTorch's names and semantics."""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .. import dtype as dt
+from ..autograd import Context, backprop
+from ..dtype import DType
+from ..graph import Node, Op, make_node, shape_error, source_node
+from ..realize import realize
+from ..runtime import get_device
+from ..runtime.device import canonical_device
+from . import grad_mode
+from .elementwise import ElementwiseMixin
+from .indexing import IndexingMixin
+from .linalg import LinalgMixin
+from .movement import MovementMixin
+from .reduce import ReduceMixin
+
+Scalar = bool | int | float
+
+
+def _host_array(data: Any, dtype: DType | None) -> tuple[np.ndarray, DType]:
+    """Turn Python data or an array into a NumPy array and its fusegrad dtype, inferring like torch.tensor."""
+    if isinstance(data, Tensor):
+        return data.numpy(), dtype or data.dtype
+    if isinstance(data, np.ndarray) and data.dtype.kind in "biuf" and data.dtype != np.float16:
+        arr = data
+    elif isinstance(data, (np.ndarray, np.generic)):
+        arr = np.asarray(data)
+    else:
+        arr = np.array(data)
+        if arr.dtype == object:
+            raise TypeError(f"cannot make a tensor from {type(data).__name__} data: ragged or non-numeric elements")
+    if dtype is None:
+        if arr.dtype.kind == "f" and not isinstance(data, np.ndarray):
+            dtype = dt.default_float  # Python floats become float32, like torch.tensor
+        elif arr.dtype.kind in "iu" and not isinstance(data, (np.ndarray, np.generic)):
+            dtype = dt.default_int
+        elif arr.dtype.kind == "b":
+            dtype = dt.bool_
+        else:
+            dtype = dt.to_dtype(arr.dtype)
+    return arr, dtype
+
+
+class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, LinalgMixin):
+    """A multi-dimensional array that records how it was computed and computes only when asked.
+
+    Operations build an immutable graph (checked for shape and dtype as it is built); `.realize()`, `.numpy()`,
+    `.item()` and `.tolist()` compute it on the tensor's device. Gradients flow through the recorded operations.
+    """
+
+    __slots__ = ("_node", "requires_grad", "grad", "_ctx", "__weakref__")
+    __array_priority__ = 1000  # numpy scalars on the left defer to our operators
+
+    def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
+                 requires_grad: bool = False):
+        if isinstance(data, Node):
+            self._node = data
+        else:
+            arr, dtype = _host_array(data, dt.to_dtype(dtype))
+            dev = canonical_device(device)
+            buf = get_device(dev).from_numpy(arr.astype(dtype.np, copy=False), dtype)
+            self._node = source_node(Op.LOAD, buf, arr.shape, dtype, dev)
+            self._node.buffer = buf
+        self.requires_grad = False
+        self.grad: Tensor | None = None
+        self._ctx: Context | None = None
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ---- graph plumbing used by the mixins and the gradient rules ----
+
+    def _wrap(self, node: Node) -> Tensor:
+        """A tensor over `node`, outside the tape."""
+        return Tensor(node)
+
+    def _apply(self, op: Op, *srcs: Tensor, arg: Any = None) -> Tensor:
+        """Apply a primitive op and record it on the tape when gradients are wanted."""
+        out = Tensor(make_node(op, tuple(s._node for s in srcs), arg))
+        if grad_mode.enabled() and any(s.requires_grad for s in srcs):
+            out.requires_grad = True
+            out._ctx = Context(op, srcs, arg, out._node)
+        return out
+
+    def _const(self, value: Scalar, shape: tuple[int, ...] | None = None, dtype: DType | None = None) -> Tensor:
+        """A constant filled with `value`, with this tensor's shape (or `shape`), dtype and device."""
+        return Tensor(source_node(Op.CONST, value, self.shape if shape is None else shape, dtype or self.dtype,
+                                  self.device))
+
+    def _arange_node(self, n: int, dtype: DType) -> Node:
+        """A realized 0..n-1 vector on this tensor's device (positions for gathers, masks and one-hot)."""
+        return Tensor(np.arange(n), dtype=dtype, device=self.device)._node
+
+    def _set_node(self, node: Node) -> None:
+        """Rebind this tensor to a new value (in-place ops, realization); eval_shape can undo it."""
+        grad_mode.journal(self, "_node", self._node)
+        self._node = node
+
+    def _become(self, result: Tensor) -> Tensor:
+        """In-place update: take result's value and, when it is being recorded, its place on the tape."""
+        if grad_mode.enabled() and result.requires_grad:
+            grad_mode.journal(self, "requires_grad", self.requires_grad)
+            grad_mode.journal(self, "_ctx", self._ctx)
+            self.requires_grad, self._ctx = True, result._ctx
+        self._set_node(result.cast(self.dtype)._node if result.dtype != self.dtype else result._node)
+        return self
+
+    # ---- attributes ----
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The size of every dimension (a tuple, like torch.Size)."""
+        return self._node.shape
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        """The shape, or the size of one dimension."""
+        return self.shape if dim is None else self.shape[self._dim(dim)]
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+    def dim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+    def numel(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def element_size(self) -> int:
+        """Bytes per element."""
+        return self.dtype.itemsize
+
+    @property
+    def dtype(self) -> DType:
+        """The element type."""
+        return self._node.dtype
+
+    @property
+    def device(self) -> str:
+        """The name of the device holding (or going to compute) this tensor."""
+        return self._node.device
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors made by the user rather than by a recorded operation."""
+        return self._ctx is None
+
+    def is_floating_point(self) -> bool:
+        """True for floating-point dtypes."""
+        return self.dtype.is_floating_point
+
+    def _dim(self, d: int, extra: int = 0) -> int:
+        """Normalize a possibly negative dim against ndim (+extra, for unsqueeze-like ops)."""
+        n = self.ndim + extra
+        if not -max(n, 1) <= d < max(n, 1):
+            raise IndexError(f"dim {d} is out of range for a tensor of shape {self.shape} (expected in "
+                             f"[{-max(n, 1)}, {max(n, 1) - 1}])")
+        return d % max(n, 1)
+
+    # ---- computing and reading values ----
+
+    def realize(self, *others: Tensor) -> Tensor:
+        """Compute this tensor (and `others`) now; returns self."""
+        tensors = (self,) + others
+        realize([t._node for t in tensors])
+        for t in tensors:  # drop the computed graph so its intermediates can be freed
+            if t._node.op is not Op.LOAD:
+                loaded = source_node(Op.LOAD, t._node.buffer, t.shape, t.dtype, t.device)
+                loaded.buffer = t._node.buffer
+                t._node = loaded
+        return self
+
+    def numpy(self) -> np.ndarray:
+        """The values as a new NumPy array."""
+        self.realize()
+        return get_device(self.device).to_numpy(self._node.buffer)
+
+    def item(self) -> Scalar:
+        """The value of a one-element tensor as a Python number."""
+        if self.numel() != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        """The values as (nested) Python lists."""
+        return self.numpy().tolist()
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __repr__(self) -> str:
+        extras = []
+        if self.dtype not in (dt.float32, dt.int64, dt.bool_):
+            extras.append(f"dtype={self.dtype!r}")
+        if self.device != "numpy":
+            extras.append(f"device='{self.device}'")
+        if self.requires_grad:
+            extras.append("requires_grad=True")
+        if self._node.op is Op.LOAD and self._node.buffer is None:
+            return f"tensor(<shape-only {self.shape}>, dtype={self.dtype!r})"
+        arr = self.numpy()
+        body = np.array2string(arr, separator=", ", prefix="tensor(", precision=4,
+                               floatmode="fixed" if arr.dtype.kind == "f" else "maxprec")
+        if arr.size == 0:
+            body = f"[], size={self.shape}"
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise RuntimeError(f"the truth value of a tensor with shape {self.shape} is ambiguous")
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.is_floating_point or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    __hash__ = object.__hash__
+
+    # ---- devices and dtypes ----
+
+    def to(self, *args: Any, dtype: DType | str | None = None, device: str | None = None) -> Tensor:
+        """Convert dtype and/or move device: `.to("numpy")`, `.to(fg.float64)`, `.to(other_tensor)`."""
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            elif isinstance(a, str) and a not in dt._BY_NAME:
+                device = a
+            else:
+                dtype = a
+        out = self
+        if device is not None and canonical_device(device) != self.device:
+            out = out._apply(Op.COPY, out, arg=canonical_device(device))
+        if dtype is not None and dt.to_dtype(dtype) != out.dtype:
+            out = out.cast(dt.to_dtype(dtype))
+        return out
+
+    def cpu(self) -> Tensor:
+        """Move to the host device (the `numpy` device until the compiled `cpu` device exists)."""
+        from ..runtime import available_devices
+        return self.to("cpu" if "cpu" in available_devices() else "numpy")
+
+    def cast(self, dtype: DType | str) -> Tensor:
+        """Convert to another dtype (float to int truncates toward zero, like PyTorch)."""
+        dtype = dt.to_dtype(dtype)
+        return self if dtype == self.dtype else self._apply(Op.CAST, self, arg=dtype)
+
+    def type(self, dtype: DType | str) -> Tensor:
+        """Alias of `.to(dtype)`."""
+        return self.cast(dtype)
+
+    def float(self) -> Tensor:
+        """As float32."""
+        return self.cast(dt.float32)
+
+    def double(self) -> Tensor:
+        """As float64."""
+        return self.cast(dt.float64)
+
+    def half(self) -> Tensor:
+        """As float16."""
+        return self.cast(dt.float16)
+
+    def int(self) -> Tensor:
+        """As int32."""
+        return self.cast(dt.int32)
+
+    def long(self) -> Tensor:
+        """As int64."""
+        return self.cast(dt.int64)
+
+    def bool(self) -> Tensor:
+        """As bool (nonzero is True)."""
+        return self.cast(dt.bool_)
+
+    # ---- autograd ----
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Mark this leaf tensor as one whose gradient `.backward()` fills in."""
+        if requires_grad and not self.dtype.is_floating_point:
+            raise RuntimeError(f"only floating-point tensors can require gradients, this one is {self.dtype.name}")
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad can only be turned off on leaf tensors; use .detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def detach(self) -> Tensor:
+        """The same values, cut off from the tape."""
+        return Tensor(self._node)
+
+    @property
+    def data(self) -> Tensor:
+        """The values without gradient tracking; assigning to `.data` replaces them in place."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        self._set_node(value._node if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype)._node)
+
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
+                 create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad."""
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (no input of it requires grad)")
+        if gradient is None:
+            if self.numel() != 1:
+                raise RuntimeError(f"backward() without a gradient needs a one-element output, got shape {self.shape}")
+            gradient = self._const(1.0)
+        grads = _gradients([self], [gradient], create_graph)
+        leaves = [(t, g) for t, g in grads.values() if t._ctx is None and t.requires_grad]
+        for t, g in leaves:
+            grad_mode.journal(t, "grad", t.grad)
+            t.grad = g if t.grad is None else (t.grad + g)
+        if not grad_mode.shape_only() and not create_graph and leaves:
+            leaves[0][0].grad.realize(*[t.grad for t, _ in leaves[1:]])
+
+    # ---- in-place updates (rebinding: tensors that were read before keep the values they read) ----
+
+    def assign(self, value: Tensor | Scalar) -> Tensor:
+        """Replace this tensor's values (same shape and dtype), keeping its identity; returns self."""
+        value = value if isinstance(value, Tensor) else self._const(value)
+        if value.shape != self.shape:
+            value = value.expand(self.shape)
+        self._set_node(value.cast(self.dtype)._node)
+        return self
+
+    def _check_inplace(self) -> None:
+        if grad_mode.enabled() and self.requires_grad and self.is_leaf:
+            raise RuntimeError("a leaf tensor that requires grad is used in an in-place operation; wrap it in "
+                               "fg.no_grad() or use .data")
+
+    def _inplace(self, update: Any) -> Tensor:
+        """Rebind self to `update(old self)`; the old value lives on in a shadow so the tape has no cycle."""
+        self._check_inplace()
+        old = Tensor(self._node)
+        old.requires_grad, old._ctx = self.requires_grad, self._ctx
+        result = update(old)
+        if result.shape != self.shape:
+            raise shape_error(f"in-place op: result shape {result.shape} cannot be written into shape {self.shape}")
+        return self._become(result)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self._inplace(lambda old: old + other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self._inplace(lambda old: old - other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self._inplace(lambda old: old * other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self._inplace(lambda old: old / other)
+
+    def add_(self, other: Any, alpha: Scalar = 1) -> Tensor:
+        """In-place `self += alpha * other`."""
+        return self._inplace(lambda old: old.add(other, alpha=alpha))
+
+    def sub_(self, other: Any, alpha: Scalar = 1) -> Tensor:
+        """In-place `self -= alpha * other`."""
+        return self._inplace(lambda old: old.sub(other, alpha=alpha))
+
+    def mul_(self, other: Any) -> Tensor:
+        """In-place multiply."""
+        return self._inplace(lambda old: old * other)
+
+    def div_(self, other: Any) -> Tensor:
+        """In-place divide."""
+        return self._inplace(lambda old: old / other)
+
+    def zero_(self) -> Tensor:
+        """Fill with zeros in place."""
+        self._check_inplace()
+        return self.assign(0)
+
+    def fill_(self, value: Scalar) -> Tensor:
+        """Fill with `value` in place."""
+        self._check_inplace()
+        return self.assign(value)
+
+    def copy_(self, src: Tensor) -> Tensor:
+        """Copy `src` (broadcast, cast, moved to this device) into this tensor in place."""
+        return self._inplace(lambda old: src.to(self.device).cast(self.dtype).expand(self.shape))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
+        """In-place clamp."""
+        return self._inplace(lambda old: old.clamp(min, max))
+
+
+def _gradients(roots: Sequence[Tensor], root_grads: Sequence[Tensor], create_graph: bool) -> dict:
+    for r, g in zip(roots, root_grads):
+        if g.shape != r.shape:
+            raise shape_error(f"backward: gradient shape {g.shape} does not match output shape {r.shape}")
+    with grad_mode.set_grad_enabled(create_graph):
+        return backprop(list(roots), [g.cast(r.dtype) for r, g in zip(roots, root_grads)])
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: Tensor | Sequence[Tensor] | None = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple[Tensor | None, ...]:
+    """d(outputs)/d(inputs), like torch.autograd.grad: returns the gradients instead of filling `.grad`."""
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    seeds = []
+    for o, g in zip(outputs, grad_outputs):
+        if not o.requires_grad:
+            raise RuntimeError("grad(): an output does not require grad")
+        if g is None and o.numel() != 1:
+            raise RuntimeError(f"grad(): grad_outputs is needed for a non-scalar output of shape {o.shape}")
+        seeds.append(o._const(1.0) if g is None else g)
+    for i in inputs:
+        if not i.requires_grad:
+            raise RuntimeError("grad(): an input does not require grad")
+    grads = _gradients(outputs, seeds, create_graph)
+    result = []
+    for i in inputs:
+        if id(i) in grads:
+            result.append(grads[id(i)][1])
+        elif allow_unused:
+            result.append(None)
+        else:
+            raise RuntimeError("grad(): one of the inputs was not used to compute the outputs (allow_unused=True "
+                               "returns None for it)")
+    return tuple(result)

@@ -1,0 +1,256 @@
+"""The lazy graph: immutable nodes of primitive ops, with shape and dtype inferred (and checked) at construction."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from enum import Enum, auto
+from typing import Any, Callable
+
+from .dtype import DType, bool_, int32, int64
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(ValueError):
+    """A shape or dtype rule failed while building the graph; raised before anything is computed."""
+
+
+class Op(Enum):
+    """The primitive ops. Every Tensor method lowers to these; only these have gradient rules and kernels."""
+
+    # elementwise unary
+    NEG = auto(); EXP2 = auto(); LOG2 = auto(); SIN = auto(); SQRT = auto(); RECIP = auto(); CAST = auto()  # noqa: E702
+    # elementwise binary / ternary (IDIV truncates and MOD takes the dividend's sign, as in C)
+    ADD = auto(); MUL = auto(); MAX = auto(); CMPLT = auto(); CMPEQ = auto()  # noqa: E702
+    IDIV = auto(); MOD = auto(); WHERE = auto()  # noqa: E702
+    # reductions over axes (reduced axes keep size 1)
+    SUM = auto(); REDUCE_MAX = auto()  # noqa: E702
+    # movement: no compute, only a new view of the source
+    RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()  # noqa: E702
+    STRIDE = auto()  # x[::s] per dim; how strided slices and conv/pool windows are made without copies
+    # contraction
+    MATMUL = auto()
+    # data
+    CONST = auto(); LOAD = auto(); RAND = auto(); GATHER = auto(); ASSIGN = auto(); COPY = auto()  # noqa: E702
+
+
+UNARY = {Op.NEG, Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP}
+BINARY = {Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.IDIV, Op.MOD}
+ELEMENTWISE = UNARY | BINARY | {Op.WHERE, Op.CAST}
+REDUCE = {Op.SUM, Op.REDUCE_MAX}
+MOVEMENT = {Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP, Op.STRIDE}
+FLOAT_ONLY = {Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP}
+INT_ONLY = {Op.IDIV}
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_frame() -> str:
+    """`file:line` of the innermost caller outside fusegrad, so errors point at the user's line."""
+    f = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR):
+        f = f.f_back
+    return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "<unknown>"
+
+
+def shape_error(msg: str) -> ShapeError:
+    """A ShapeError whose message ends with the user's source line."""
+    return ShapeError(f"{msg} (at {user_frame()})")
+
+
+def prod(xs: Shape) -> int:
+    """Product of a shape's sizes (1 for a 0-d shape)."""
+    return math.prod(xs)
+
+
+class Node:
+    """One immutable graph node. `buffer` is a memo: the realized result, filled in once by a device."""
+
+    __slots__ = ("op", "srcs", "arg", "shape", "dtype", "device", "buffer", "__weakref__")
+
+    def __init__(self, op: Op, srcs: tuple[Node, ...], arg: Any, shape: Shape, dtype: DType, device: str):
+        self.op, self.srcs, self.arg, self.shape, self.dtype, self.device = op, srcs, arg, shape, dtype, device
+        self.buffer: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Node {self.op.name} {self.shape} {self.dtype.name} {self.device}>"
+
+    @property
+    def realized(self) -> bool:
+        """True once a device has computed this node (or it is a LOAD of an existing buffer)."""
+        return self.buffer is not None
+
+
+# ---- shape/dtype inference: one rule per op, each returns (shape, dtype) or raises ShapeError ----
+
+def _same_shapes(op: Op, srcs: tuple[Node, ...]) -> Shape:
+    if any(s.shape != srcs[0].shape for s in srcs):
+        raise shape_error(f"{op.name}: operand shapes {[s.shape for s in srcs]} differ; primitive elementwise "
+                          "ops need equal shapes (the Tensor frontend broadcasts before calling them)")
+    return srcs[0].shape
+
+
+def _same_dtypes(op: Op, srcs: tuple[Node, ...]) -> DType:
+    if any(s.dtype != srcs[0].dtype for s in srcs):
+        raise shape_error(f"{op.name}: operand dtypes {[s.dtype.name for s in srcs]} differ")
+    return srcs[0].dtype
+
+
+def _infer_elementwise(op: Op, srcs: tuple[Node, ...], arg: Any) -> tuple[Shape, DType]:
+    shape = _same_shapes(op, srcs)
+    if op is Op.CAST:
+        return shape, arg
+    if op is Op.WHERE:
+        if srcs[0].dtype != bool_:
+            raise shape_error(f"WHERE: condition must be bool, got {srcs[0].dtype.name}")
+        return shape, _same_dtypes(op, srcs[1:])
+    dtype = _same_dtypes(op, srcs)
+    if op in FLOAT_ONLY and not dtype.is_floating_point:
+        raise shape_error(f"{op.name}: needs a floating-point operand, got {dtype.name}")
+    if op in INT_ONLY and dtype.is_floating_point:
+        raise shape_error(f"{op.name}: needs integer operands, got {dtype.name}")
+    return shape, (bool_ if op in (Op.CMPLT, Op.CMPEQ) else dtype)
+
+
+def _check_axes(op: Op, shape: Shape, axes: tuple[int, ...]) -> None:
+    if len(set(axes)) != len(axes) or any(not 0 <= a < len(shape) for a in axes):
+        raise shape_error(f"{op.name}: axes {axes} are invalid for shape {shape}")
+
+
+def _infer_reduce(op: Op, srcs: tuple[Node, ...], axes: tuple[int, ...]) -> tuple[Shape, DType]:
+    (x,) = srcs
+    _check_axes(op, x.shape, axes)
+    if op is Op.REDUCE_MAX and any(x.shape[a] == 0 for a in axes):
+        raise shape_error(f"max: cannot reduce an empty dim of shape {x.shape} over axes {axes} (no identity)")
+    return tuple(1 if i in axes else s for i, s in enumerate(x.shape)), x.dtype
+
+
+def _infer_reshape(op: Op, srcs: tuple[Node, ...], shape: Shape) -> tuple[Shape, DType]:
+    if any(s < 0 for s in shape) or prod(shape) != prod(srcs[0].shape):
+        raise shape_error(f"reshape: cannot reshape {srcs[0].shape} ({prod(srcs[0].shape)} elements) to {shape}")
+    return shape, srcs[0].dtype
+
+
+def _infer_permute(op: Op, srcs: tuple[Node, ...], order: tuple[int, ...]) -> tuple[Shape, DType]:
+    x = srcs[0].shape
+    if sorted(order) != list(range(len(x))):
+        raise shape_error(f"permute: {order} is not a permutation of the {len(x)} dims of shape {x}")
+    return tuple(x[i] for i in order), srcs[0].dtype
+
+
+def _infer_expand(op: Op, srcs: tuple[Node, ...], shape: Shape) -> tuple[Shape, DType]:
+    x = srcs[0].shape
+    if len(x) != len(shape) or any(a != b and a != 1 for a, b in zip(x, shape)):
+        raise shape_error(f"expand: cannot expand shape {x} to {shape}; only size-1 dims can grow and the ranks "
+                          "must match")
+    return shape, srcs[0].dtype
+
+
+def _infer_pad(op: Op, srcs: tuple[Node, ...], pads: tuple[tuple[int, int], ...]) -> tuple[Shape, DType]:
+    x = srcs[0].shape
+    if len(pads) != len(x) or any(b < 0 or a < 0 for b, a in pads):
+        raise shape_error(f"pad: padding {pads} does not fit shape {x} (one non-negative (before, after) per dim)")
+    return tuple(s + b + a for s, (b, a) in zip(x, pads)), srcs[0].dtype
+
+
+def _infer_shrink(op: Op, srcs: tuple[Node, ...], bounds: tuple[tuple[int, int], ...]) -> tuple[Shape, DType]:
+    x = srcs[0].shape
+    if len(bounds) != len(x) or any(not 0 <= b <= e <= s for (b, e), s in zip(bounds, x)):
+        raise shape_error(f"shrink: bounds {bounds} do not fit shape {x}")
+    return tuple(e - b for b, e in bounds), srcs[0].dtype
+
+
+def _infer_flip(op: Op, srcs: tuple[Node, ...], axes: tuple[int, ...]) -> tuple[Shape, DType]:
+    _check_axes(op, srcs[0].shape, axes)
+    return srcs[0].shape, srcs[0].dtype
+
+
+def _infer_stride(op: Op, srcs: tuple[Node, ...], steps: tuple[int, ...]) -> tuple[Shape, DType]:
+    x = srcs[0].shape
+    if len(steps) != len(x) or any(s < 1 for s in steps):
+        raise shape_error(f"stride: steps {steps} do not fit shape {x} (one positive step per dim)")
+    return tuple((n + s - 1) // s for n, s in zip(x, steps)), srcs[0].dtype
+
+
+def _infer_matmul(op: Op, srcs: tuple[Node, ...], arg: Any) -> tuple[Shape, DType]:
+    a, b = srcs
+    if len(a.shape) < 2 or len(a.shape) != len(b.shape) or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+        raise shape_error(f"matmul: shapes {a.shape} and {b.shape} do not contract: need (..., m, k) @ (..., k, n) "
+                          "with equal batch dims")
+    return a.shape[:-1] + b.shape[-1:], _same_dtypes(op, srcs)
+
+
+def _infer_gather(op: Op, srcs: tuple[Node, ...], dim: int) -> tuple[Shape, DType]:
+    x, idx = srcs
+    if idx.dtype not in (int32, int64):
+        raise shape_error(f"gather: index must be int32/int64, got {idx.dtype.name}")
+    if len(idx.shape) != len(x.shape) or not 0 <= dim < len(x.shape) or any(
+            i > s for d, (i, s) in enumerate(zip(idx.shape, x.shape)) if d != dim):
+        raise shape_error(f"gather: index shape {idx.shape} does not fit source {x.shape} along dim {dim}: same rank, "
+                          "and no larger than the source outside dim")
+    return idx.shape, x.dtype
+
+
+def _infer_assign(op: Op, srcs: tuple[Node, ...], arg: Any) -> tuple[Shape, DType]:
+    target, value = srcs
+    if target.op is not Op.LOAD:
+        raise shape_error("assign: the target must be a realized buffer")
+    if target.shape != value.shape or target.dtype != value.dtype:
+        raise shape_error(f"assign: value {value.shape} {value.dtype.name} does not match target {target.shape} "
+                          f"{target.dtype.name}")
+    return target.shape, target.dtype
+
+
+def _infer_source(op: Op, srcs: tuple[Node, ...], arg: Any) -> tuple[Shape, DType]:
+    raise AssertionError("source nodes carry their own shape")
+
+
+INFER: dict[Op, Callable[[Op, tuple[Node, ...], Any], tuple[Shape, DType]]] = {
+    **{op: _infer_elementwise for op in ELEMENTWISE},
+    Op.SUM: _infer_reduce, Op.REDUCE_MAX: _infer_reduce,
+    Op.RESHAPE: _infer_reshape, Op.PERMUTE: _infer_permute, Op.EXPAND: _infer_expand, Op.PAD: _infer_pad,
+    Op.SHRINK: _infer_shrink, Op.FLIP: _infer_flip, Op.STRIDE: _infer_stride,
+    Op.MATMUL: _infer_matmul, Op.GATHER: _infer_gather, Op.ASSIGN: _infer_assign,
+}
+ARITY = {**{op: 1 for op in UNARY | REDUCE | MOVEMENT | {Op.CAST, Op.COPY}},
+         **{op: 2 for op in BINARY | {Op.MATMUL, Op.GATHER, Op.ASSIGN}}, Op.WHERE: 3}
+
+
+def make_node(op: Op, srcs: tuple[Node, ...], arg: Any = None) -> Node:
+    """Build a node of a computing op: check its operands and infer its shape and dtype."""
+    if len(srcs) != ARITY[op]:
+        raise TypeError(f"{op.name} takes {ARITY[op]} operands, got {len(srcs)}")
+    devices = {s.device for s in srcs}
+    if len(devices) > 1 and op is not Op.COPY:
+        raise shape_error(f"{op.name}: operands are on different devices {sorted(devices)}; move them with .to()")
+    if op is Op.COPY:
+        return Node(op, srcs, arg, srcs[0].shape, srcs[0].dtype, arg)
+    shape, dtype = INFER[op](op, srcs, arg)
+    return Node(op, srcs, arg, shape, dtype, srcs[0].device)
+
+
+def source_node(op: Op, arg: Any, shape: Shape, dtype: DType, device: str) -> Node:
+    """Build a node with no operands: CONST (arg = value), LOAD (arg = buffer or None for shape-only), RAND."""
+    if any(not isinstance(s, int) or s < 0 for s in shape):
+        raise shape_error(f"{op.name}: invalid shape {shape}; sizes must be non-negative ints")
+    return Node(op, (), arg, tuple(shape), dtype, device)
+
+
+def toposort(roots: list[Node]) -> list[Node]:
+    """Nodes reachable from roots, every node after its sources; realized nodes are leaves."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        n, expanded = stack.pop()
+        if expanded:
+            order.append(n)
+            continue
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        stack.append((n, True))
+        if not n.realized:
+            stack.extend((s, False) for s in reversed(n.srcs) if id(s) not in seen)
+    return order

@@ -1,0 +1,8 @@
+"""Backends: one module per device, all behind the `Device` interface."""
+from .device import Buffer, Device, available_devices, default_device, get_device, register_device, set_default_device
+from .numpy_device import NumpyDevice
+
+register_device("numpy", NumpyDevice)
+
+__all__ = ["Buffer", "Device", "NumpyDevice", "available_devices", "default_device", "get_device", "register_device",
+           "set_default_device"]
