@@ -1,9 +1,30 @@
 """fusegrad: PyTorch-style tensors that build a lazy, shape-checked graph, differentiated in reverse mode and run
 on a device (the `numpy` reference interpreter today; compiled C, CUDA and OpenCL devices plug in behind it)."""
 from .dtype import DType, bool_, float16, float32, float64, int32, int64, promote_types, uint8
-from .frontend.creation import (arange, dropout, empty, empty_like, eye, from_numpy, full, full_like, linspace,
-                                manual_seed, normal, ones, ones_like, rand, rand_like, randint, randint_like, randn,
-                                randn_like, tensor, zeros, zeros_like)
+from .frontend.creation import (
+    arange,
+    dropout,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    manual_seed,
+    normal,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randint_like,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
+    zeros_like,
+)
 from .frontend.eval_shape import Spec, eval_shape
 from .frontend.functions import FUNCTIONS, one_hot, where
 from .frontend.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled

@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from enum import Enum, auto
-from typing import Any, Callable
+from typing import Any
 
 from .dtype import DType, bool_, int32, int64
 
@@ -14,6 +15,9 @@ Shape = tuple[int, ...]
 
 class ShapeError(ValueError):
     """A shape or dtype rule failed while building the graph; raised before anything is computed."""
+
+
+ShapeError.__module__ = "fusegrad"  # users see fusegrad.ShapeError in tracebacks
 
 
 class Op(Enum):

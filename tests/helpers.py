@@ -1,7 +1,8 @@
 """Compare fusegrad against PyTorch: forward values and gradients of every input, on a chosen device."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,7 +1,8 @@
 """The `numpy` reference device: interprets the graph node by node with NumPy. The oracle other devices match."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
