@@ -1,7 +1,8 @@
 """The user-facing Tensor: a lazy graph node plus autograd bookkeeping, with PyTorch's names and semantics."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -9,7 +10,7 @@ from .. import dtype as dt
 from ..autograd import Context, backprop
 from ..dtype import DType
 from ..graph import Node, Op, make_node, shape_error, source_node
-from ..realize import realize
+from ..realize import ShapeOnlyError, realize
 from ..runtime import get_device
 from ..runtime.device import canonical_device
 from . import grad_mode
@@ -169,6 +170,8 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
     def realize(self, *others: Tensor) -> Tensor:
         """Compute this tensor (and `others`) now; returns self."""
         tensors = (self,) + others
+        if grad_mode.shape_only():  # inside eval_shape nothing is computed; reading a value still raises
+            return self
         realize([t._node for t in tensors])
         for t in tensors:  # drop the computed graph so its intermediates can be freed
             if t._node.op is not Op.LOAD:
@@ -179,6 +182,8 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
 
     def numpy(self) -> np.ndarray:
         """The values as a new NumPy array."""
+        if grad_mode.shape_only():
+            raise ShapeOnlyError("this tensor is shape-only inside fg.eval_shape: its values cannot be read")
         self.realize()
         return get_device(self.device).to_numpy(self._node.buffer)
 
@@ -335,7 +340,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
         for t, g in leaves:
             grad_mode.journal(t, "grad", t.grad)
             t.grad = g if t.grad is None else (t.grad + g)
-        if not grad_mode.shape_only() and not create_graph and leaves:
+        if not create_graph and leaves:
             leaves[0][0].grad.realize(*[t.grad for t, _ in leaves[1:]])
 
     # ---- in-place updates (rebinding: tensors that were read before keep the values they read) ----

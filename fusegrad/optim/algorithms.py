@@ -1,0 +1,108 @@
+"""The update rules: SGD, Adam, AdamW, RMSprop, Adagrad, each exactly PyTorch's formulas (default options)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import fusegrad as fg
+from fusegrad import Tensor
+
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov, maximize=maximize))
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
+        g = grad + group["weight_decay"] * p if group["weight_decay"] else grad
+        mu = group["momentum"]
+        if mu:
+            buf = state.get("momentum_buffer")
+            buf = g if buf is None else mu * buf + (1 - group["dampening"]) * g
+            state["momentum_buffer"] = buf
+            g = g + mu * buf if group["nesterov"] else buf
+        return p - group["lr"] * g
+
+
+class Adam(Optimizer):
+    """Adam (and AMSGrad); weight decay is added to the gradient (L2), unlike AdamW."""
+
+    decoupled = False
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize))
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if wd and self.decoupled:
+            p = p * (1 - lr * wd)
+        elif wd:
+            grad = grad + wd * p
+        step = state["step"] = state.get("step", 0) + 1
+        m = state["exp_avg"] = b1 * state.get("exp_avg", fg.zeros_like(p)) + (1 - b1) * grad
+        v = state["exp_avg_sq"] = b2 * state.get("exp_avg_sq", fg.zeros_like(p)) + (1 - b2) * grad * grad
+        if group["amsgrad"]:
+            v = state["max_exp_avg_sq"] = state.get("max_exp_avg_sq", fg.zeros_like(p)).maximum(v)
+        denom = v.sqrt() / math.sqrt(1 - b2**step) + eps
+        return p - (lr / (1 - b1**step)) * m / denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.01)."""
+
+    decoupled = True
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+class RMSprop(Optimizer):
+    """RMSprop with optional momentum and centering."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered, maximize=maximize))
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
+        alpha, eps = group["alpha"], group["eps"]
+        g = grad + group["weight_decay"] * p if group["weight_decay"] else grad
+        sq = state["square_avg"] = alpha * state.get("square_avg", fg.zeros_like(p)) + (1 - alpha) * g * g
+        if group["centered"]:
+            ga = state["grad_avg"] = alpha * state.get("grad_avg", fg.zeros_like(p)) + (1 - alpha) * g
+            avg = (sq - ga * ga).sqrt() + eps
+        else:
+            avg = sq.sqrt() + eps
+        if group["momentum"]:
+            buf = state["momentum_buffer"] = group["momentum"] * state.get("momentum_buffer", fg.zeros_like(p)) \
+                + g / avg
+            return p - group["lr"] * buf
+        return p - group["lr"] * g / avg
+
+
+class Adagrad(Optimizer):
+    """Adagrad with optional learning-rate decay."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                                      initial_accumulator_value=initial_accumulator_value, maximize=maximize))
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
+        g = grad + group["weight_decay"] * p if group["weight_decay"] else grad
+        step = state["step"] = state.get("step", 0) + 1
+        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
+        acc = state.get("sum", fg.full_like(p, group["initial_accumulator_value"]))
+        acc = state["sum"] = acc + g * g
+        return p - clr * g / (acc.sqrt() + group["eps"])
