@@ -22,10 +22,10 @@ class Sequential(Module):
             for i, m in enumerate(modules):
                 self.add_module(str(i), m)
 
-    def forward(self, input: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         for m in self._modules.values():
-            input = m(input)
-        return input
+            x = m(x)
+        return x
 
     def __getitem__(self, idx: int | slice) -> Module:
         mods = list(self._modules.values())

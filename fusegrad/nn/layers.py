@@ -7,7 +7,7 @@ from typing import Any
 import fusegrad as fg
 from fusegrad import Tensor
 
-from . import functional as F
+from . import functional as F  # noqa: N812 - the name every PyTorch user knows
 from . import init
 from .module import Module, Parameter
 
