@@ -21,59 +21,55 @@ if TYPE_CHECKING:
 
 
 class _Plan:
-    """A parsed index: per source dim (start, stop, step, is_int), new dims from None, and tensor indices."""
+    """A parsed index, with PyTorch's rules: ints select (basic, even next to tensor indices), None and bools add
+    a dim, slices view, integer tensors (and lists, and bool masks turned into integer tensors) are advanced.
+
+    Per source dim it keeps (start, stop, step) for the view; `out_shape` is the shape after the basic part, and
+    `tensor_dims` are the positions in it that the advanced `tensors` index.
+    """
 
     def __init__(self, x: Tensor, index: Any):
-        from .tensor import Tensor
-        items = list(index) if isinstance(index, tuple) else [index]
-        items = [Tensor(np.asarray(i)) if isinstance(i, (list, np.ndarray)) else i for i in items]
-        expanded = []
-        for i in items:  # a bool mask stands for one integer index per dim it covers
-            if isinstance(i, Tensor) and i.dtype == dt.bool_:
-                expanded.extend(_mask_to_indices(i))
-            else:
-                expanded.append(i)
-        items = expanded
+        items = [_as_item(i, x.device) for i in (list(index) if isinstance(index, tuple) else [index])]
         if sum(i is Ellipsis for i in items) > 1:
             raise IndexError("an index can only have a single ellipsis ('...')")
-        used = sum(1 for i in items if i is not None and i is not Ellipsis)
+        used = sum(_dims_consumed(i) for i in items)
         if used > x.ndim:
-            raise IndexError(f"too many indices for a tensor of shape {x.shape}: {used} given")
-        if any(i is Ellipsis for i in items):
-            at = next(k for k, i in enumerate(items) if i is Ellipsis)
-            items[at:at + 1] = [slice(None)] * (x.ndim - used)
-        items += [slice(None)] * (x.ndim - used)
-        self.advanced = any(isinstance(i, Tensor) for i in items)
-        self.items = items
+            raise IndexError(f"too many indices for a tensor of shape {x.shape}: {used} dims indexed")
+        at = next((k for k, i in enumerate(items) if i is Ellipsis), len(items))
+        items[at:at + 1] = [slice(None)] * (x.ndim - used)
         self.bounds: list[tuple[int, int]] = []
         self.steps: list[int] = []
-        self.out_shape: list[int] = []  # shape after views, None dims added, int dims dropped
-        self.tensor_dims: list[int] = []  # positions in out_shape of the tensor-indexed dims
+        self.out_shape: list[int] = []
+        self.empty_dims: list[int] = []  # dims added by a False index: size 1 in the view, then shrunk to 0
+        self.tensor_dims: list[int] = []
         self.tensors: list[Tensor] = []
+        self.valid: list[Tensor] = []  # for lazy index tensors: where they are in range (checked when computed)
         d = 0
         for i in items:
-            if i is None:
+            if i is None or isinstance(i, bool):
+                if i is False:
+                    self.empty_dims.append(len(self.out_shape))
                 self.out_shape.append(1)
                 continue
-            n = x.shape[d]
-            if isinstance(i, Tensor) or (self.advanced and isinstance(i, (int, np.integer))):
-                t = i if isinstance(i, Tensor) else x._wrap(x._const(int(i), (), dt.int64)._node)
-                if t.dtype.is_floating_point:
-                    raise IndexError(f"tensors used as indices must be integer or bool, got {t.dtype.name}")
-                self.tensor_dims.append(len(self.out_shape))
-                self.tensors.append(_wrap_negative(t, n, d))
-                self.bounds.append((0, n))
-                self.steps.append(1)
-                self.out_shape.append(n)
+            if _is_tensor(i) and i.dtype == dt.bool_:
+                mask_dims = x.shape[d:d + i.ndim]
+                if i.shape != mask_dims:
+                    raise IndexError(f"the shape of the mask {i.shape} at index {d} does not match the shape "
+                                     f"{mask_dims} of the indexed dims of the tensor {x.shape}")
+                for t in _mask_to_indices(i):
+                    self._add_tensor(x, t, d)
+                    d += 1
+                continue
+            if _is_tensor(i):
+                self._add_tensor(x, i, d)
             elif isinstance(i, (int, np.integer)):
-                k = int(i)
+                n, k = x.shape[d], int(i)
                 if not -n <= k < n:
                     raise IndexError(f"index {k} is out of bounds for dim {d} with size {n} (shape {x.shape})")
-                k %= n
-                self.bounds.append((k, k + 1))
+                self.bounds.append((k % n, k % n + 1))
                 self.steps.append(1)
             elif isinstance(i, slice):
-                start, stop, step = i.indices(n)
+                start, stop, step = i.indices(x.shape[d])
                 if step <= 0:
                     raise ValueError(f"slice step must be positive, got {i.step} (use .flip() to reverse)")
                 stop = max(stop, start)
@@ -81,23 +77,81 @@ class _Plan:
                 self.steps.append(step)
                 self.out_shape.append(len(range(start, stop, step)))
             else:
-                raise IndexError(f"unsupported index {i!r} of type {type(i).__name__}")
+                raise IndexError(f"unsupported index {i!r} of type {type(i).__name__}: use ints, slices, None, ..., "
+                                 "bools, or integer/bool tensors")
             d += 1
+
+    @property
+    def advanced(self) -> bool:
+        """True when some dims are indexed by integer tensors."""
+        return bool(self.tensors)
+
+    def _add_tensor(self, x: Tensor, t: Tensor, d: int) -> None:
+        if t.dtype.is_floating_point:
+            raise IndexError(f"tensors used as indices must be integer or bool tensors, got {t.dtype.name}")
+        n = x.shape[d]
+        self.tensor_dims.append(len(self.out_shape))
+        wrapped, valid = _wrap_negative(t, n, d)
+        self.tensors.append(wrapped)
+        if valid is not None:
+            self.valid.append(valid)
+        self.bounds.append((0, n))
+        self.steps.append(1)
+        self.out_shape.append(n)
 
     def view(self, x: Tensor) -> Tensor:
         """The basic part of the index as views of x."""
-        return x._shrink(self.bounds)._stride(self.steps).reshape(tuple(self.out_shape))
+        out = x._shrink(self.bounds)._stride(self.steps).reshape(tuple(self.out_shape))
+        if self.empty_dims:
+            out = out._shrink([(0, 0) if k in self.empty_dims else (0, s) for k, s in enumerate(out.shape)])
+        return out
 
 
-def _wrap_negative(t: Tensor, n: int, dim: int) -> Tensor:
-    """Negative indices count from the end; out-of-range ones are caught here when the index is already known."""
+def _is_tensor(x: Any) -> bool:
+    from .tensor import Tensor
+    return isinstance(x, Tensor)
+
+
+def _as_item(i: Any, device: str) -> Any:
+    """One index item in a normal form: lists and arrays become tensors, 0-d bool tensors Python bools."""
+    from .tensor import Tensor
+    if isinstance(i, np.bool_):
+        return bool(i)
+    if isinstance(i, (list, np.ndarray)):
+        arr = np.asarray(i)
+        if arr.size == 0 and arr.dtype.kind == "f":  # x[[]] selects nothing, like an empty int64 index
+            arr = arr.astype(np.int64)
+        return Tensor(arr, device=device)
+    if isinstance(i, Tensor) and i.dtype == dt.bool_ and i.ndim == 0:
+        if grad_mode.shape_only():
+            raise shape_error("indexing with a 0-d bool tensor gives a data-dependent shape, which eval_shape "
+                              "cannot know")
+        return bool(i.item())
+    return i
+
+
+def _dims_consumed(i: Any) -> int:
+    """How many source dims an index item uses up."""
+    if i is None or i is Ellipsis or isinstance(i, bool):
+        return 0
+    if _is_tensor(i) and i.dtype == dt.bool_:
+        return i.ndim
+    return 1
+
+
+def _wrap_negative(t: Tensor, n: int, dim: int) -> tuple[Tensor, Tensor | None]:
+    """Negative indices count from the end. A known index is range-checked here; a lazy one comes back with a
+    mask of where it is in range, so the gather can be pointed out of bounds (and raise) where it is not."""
+    valid = None
     if t._node.realized:
         vals = t.numpy()
         if vals.size and (vals.min() < -n or vals.max() >= n):
             bad = vals[(vals < -n) | (vals >= n)].flat[0]
             raise IndexError(f"index {bad} is out of bounds for dim {dim} with size {n}")
+    else:
+        valid = (t >= -n) & (t < n)
     t = t.long()
-    return (t < 0).where(t + n, t)
+    return (t < 0).where(t + n, t), valid
 
 
 def _mask_to_indices(mask: Tensor) -> list[Tensor]:
@@ -120,13 +174,17 @@ class IndexingMixin:
             return x
         bshape = broadcast_shape("index", *[t.shape for t in plan.tensors])
         dims = plan.tensor_dims
-        rest = [d for d in range(x.ndim) if d not in dims]
-        x = x.permute(dims + rest)
+        x = x.permute(dims + [d for d in range(x.ndim) if d not in dims])
         sizes = [x.shape[k] for k in range(len(dims))]
         flat = None
-        for k, t in enumerate(plan.tensors):
+        for k, t in enumerate(plan.tensors):  # the indexed dims flattened into one, row-major
             term = t._broadcast_to(bshape) * math.prod(sizes[k + 1:])
             flat = term if flat is None else flat + term
+        if plan.valid:  # a lazy index out of range points the gather at -1, so computing it raises IndexError
+            ok = plan.valid[0]._broadcast_to(bshape)
+            for v in plan.valid[1:]:
+                ok = ok & v._broadcast_to(bshape)
+            flat = ok.where(flat, -1)
         x = x.reshape((math.prod(sizes),) + x.shape[len(dims):])
         count = math.prod(bshape)
         idx = flat.reshape((count,) + (1,) * (x.ndim - 1)).expand((count,) + x.shape[1:])
@@ -138,23 +196,41 @@ class IndexingMixin:
         return out
 
     def __setitem__(self: Tensor, index: Any, value: Any) -> None:
+        """Write `value` (broadcast to the indexed shape, cast to this dtype) into the indexed places.
+
+        Basic indices write through pads and a `where`, all lazy. Integer-tensor indices find the written places
+        on the host (the index values decide them) and gather the value into place, so gradients reach `value`.
+        """
         from .tensor import Tensor
         self._check_inplace()
         plan = _Plan(self, index)
-        if plan.advanced:  # scatter on the host: rare, and the shape of the write depends on index values
-            arr = self.numpy()
-            host_index = tuple(i.numpy() if isinstance(i, Tensor) else i for i in
-                               (index if isinstance(index, tuple) else (index,)))
-            arr[host_index] = value.numpy() if isinstance(value, Tensor) else value
-            self._set_node(Tensor(arr, dtype=self.dtype, device=self.device)._node)
-            return
-        target = plan.view(self)
-        v = value if isinstance(value, Tensor) else self._const(value, ())
-        v = v.to(self.device).cast(self.dtype)._broadcast_to(target.shape)
-        view_shape = tuple(len(range(b, e, s)) for (b, e), s in zip(plan.bounds, plan.steps))
-        placed = _place(v.reshape(view_shape), plan.bounds, plan.steps, self.shape)
-        mask = _place(self._const(True, view_shape, dt.bool_), plan.bounds, plan.steps, self.shape)
-        self._become(mask.where(placed, self))
+        if isinstance(value, Tensor):
+            v = value.to(self.device)
+        elif isinstance(value, (bool, int, float, np.generic)):
+            v = self._const(value.item() if isinstance(value, np.generic) else value, ())
+        else:
+            v = Tensor(np.asarray(value), device=self.device)
+        v = v.cast(self.dtype)
+        if plan.advanced:
+            places = Tensor(np.arange(self.numel(), dtype=np.int64).reshape(self.shape), device=self.device)
+            pos = places[index].numpy()
+            v = v._broadcast_to(pos.shape)
+            if pos.size == 0:
+                return
+            source = np.full(self.numel(), -1, np.int64)
+            source[pos.reshape(-1)] = np.arange(pos.size)  # repeated places: the last write wins, as in torch
+            mask = Tensor((source >= 0).reshape(self.shape), device=self.device)
+            picks = Tensor(np.maximum(source, 0), device=self.device)
+            placed = v.reshape(-1).gather(0, picks).reshape(self.shape)
+        else:
+            target = plan.view(self)
+            v = v._broadcast_to(target.shape)
+            if target.numel() == 0:
+                return
+            view_shape = tuple(len(range(b, e, s)) for (b, e), s in zip(plan.bounds, plan.steps))
+            placed = _place(v.reshape(view_shape), plan.bounds, plan.steps, self.shape)
+            mask = _place(self._const(True, view_shape, dt.bool_), plan.bounds, plan.steps, self.shape)
+        self._inplace(lambda old: mask.where(placed, old))
 
     def gather(self: Tensor, dim: int, index: Tensor) -> Tensor:
         """out[i][j] = self[index[i][j]][j] for dim=0 (and likewise for other dims), like torch.gather."""
@@ -169,7 +245,9 @@ class IndexingMixin:
         d = self._dim(dim)
         if index.ndim > 1:
             raise shape_error(f"index_select: index must be 1-D, got shape {index.shape}")
-        index = _wrap_negative(index.reshape(-1), self.shape[d], d)
+        index, valid = _wrap_negative(index.reshape(-1), self.shape[d], d)
+        if valid is not None:  # out of range: make the gather raise when it runs
+            index = valid.where(index, -1)
         shape = tuple(index.shape[0] if i == d else s for i, s in enumerate(self.shape))
         return self.gather(d, index.reshape([-1 if i == d else 1 for i in range(self.ndim)]).expand(shape))
 
@@ -185,17 +263,28 @@ class IndexingMixin:
         """int64 one-hot rows of length num_classes (-1: max + 1) for an integer tensor."""
         if self.dtype.is_floating_point or self.dtype == dt.bool_:
             raise TypeError(f"one_hot: needs an integer tensor, got {self.dtype.name}")
-        if num_classes < 0:
-            num_classes = int(self.max().item()) + 1 if self.numel() else 0
+        if num_classes < 0 or self._node.realized:  # known values are checked, as torch does; lazy ones are not
+            vals = self.numpy()
+            if num_classes < 0 and not vals.size:
+                raise RuntimeError("one_hot: cannot infer the number of classes from an empty tensor")
+            if vals.size and vals.min() < 0:
+                raise RuntimeError(f"one_hot: class values must be non-negative, got {vals.min()}")
+            if num_classes < 0:
+                num_classes = int(vals.max()) + 1
+            elif vals.size and vals.max() >= num_classes:
+                raise RuntimeError(f"one_hot: class value {vals.max()} is not smaller than num_classes={num_classes}")
         pos = self._wrap(self._arange_node(num_classes, self.dtype))
         return (self.unsqueeze(-1) == pos).long()
 
     def nonzero(self: Tensor, as_tuple: bool = False) -> Tensor | tuple[Tensor, ...]:
         """Indices of the nonzero elements (computed now: the shape depends on the values)."""
         from .tensor import Tensor
-        idx = np.nonzero(self.numpy())
+        values = self.numpy()
+        idx = np.nonzero(values.reshape(-1) if self.ndim == 0 else values)  # 0-d acts as 1-D in tuple form
         if as_tuple:
             return tuple(Tensor(i.astype(np.int64), device=self.device) for i in idx)
+        if self.ndim == 0:
+            return Tensor(np.zeros((len(idx[0]), 0), np.int64), device=self.device)
         return Tensor(np.stack(idx, axis=1).astype(np.int64).reshape(-1, self.ndim), device=self.device)
 
 

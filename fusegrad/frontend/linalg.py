@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..graph import Op, shape_error
+from ..graph import Op, ShapeError, shape_error
 from .elementwise import broadcast_shape
 
 if TYPE_CHECKING:
@@ -22,13 +22,18 @@ class LinalgMixin:
         if a.ndim == 0 or b.ndim == 0:
             raise shape_error(f"matmul: both operands need at least 1 dim, got shapes {a.shape} and {b.shape}")
         if a.dtype != b.dtype:
-            raise shape_error(f"matmul: operand dtypes differ ({a.dtype.name} and {b.dtype.name}); cast one first")
+            raise shape_error(f"matmul: operand dtypes differ ({a.shape} {a.dtype.name} and {b.shape} {b.dtype.name}); "
+                              "matmul does not promote, cast one first")
         a2 = a.unsqueeze(0) if a.ndim == 1 else a
         b2 = b.unsqueeze(-1) if b.ndim == 1 else b
         if a2.shape[-1] != b2.shape[-2]:
             raise shape_error(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({a2.shape[-1]} columns "
                               f"vs {b2.shape[-2]} rows)")
-        batch = broadcast_shape("matmul", a2.shape[:-2], b2.shape[:-2])
+        try:
+            batch = broadcast_shape("matmul", a2.shape[:-2], b2.shape[:-2])
+        except ShapeError:  # name the operands' full shapes, not only their batch dims
+            raise shape_error(f"matmul: shapes {a.shape} and {b.shape} have batch dims {a2.shape[:-2]} and "
+                              f"{b2.shape[:-2]} that cannot be broadcast (sizes must be equal or 1)") from None
         a2 = a2._broadcast_to(batch + a2.shape[-2:])
         b2 = b2._broadcast_to(batch + b2.shape[-2:])
         out = a2._apply(Op.MATMUL, a2, b2)

@@ -6,7 +6,8 @@ nothing: a compiled device folds them into index arithmetic.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..dtype import bool_
 from ..graph import Op, shape_error
@@ -165,11 +166,16 @@ class MovementMixin:
             raise shape_error(f"mT needs at least 2 dims, got shape {self.shape}")
         return self.transpose(-2, -1)
 
-    def movedim(self: Tensor, source: int, destination: int) -> Tensor:
-        """Move one dim to another position."""
-        order = [d for d in range(self.ndim) if d != self._dim(source)]
-        order.insert(self._dim(destination), self._dim(source))
-        return self.permute(order)
+    def movedim(self: Tensor, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+        """Move dims (one, or several given as tuples) to new positions; the others keep their order."""
+        src = [self._dim(d) for d in (source if isinstance(source, (tuple, list)) else (source,))]
+        dst = [self._dim(d) for d in (destination if isinstance(destination, (tuple, list)) else (destination,))]
+        if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+            raise shape_error(f"movedim: source {source} and destination {destination} must be equally many distinct "
+                              f"dims of shape {self.shape}")
+        rest = iter(d for d in range(self.ndim) if d not in src)
+        placed = dict(zip(dst, src))
+        return self.permute([placed[i] if i in placed else next(rest) for i in range(self.ndim)])
 
     # ---- broadcasting ----
 
@@ -181,7 +187,8 @@ class MovementMixin:
         lead = len(sizes) - self.ndim
         target = tuple(self.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
         if any(s < 0 for s in target):
-            raise shape_error(f"expand: invalid size -1 for a new leading dim in {sizes}")
+            raise shape_error(f"expand: cannot expand shape {self.shape} to {sizes}: -1 is not allowed for a new "
+                              "leading dim")
         return self._broadcast_to(target)
 
     def expand_as(self: Tensor, other: Tensor) -> Tensor:
@@ -232,7 +239,9 @@ class MovementMixin:
         if chunks <= 0:
             raise ValueError(f"chunk: chunks must be positive, got {chunks}")
         n = self.shape[self._dim(dim)]
-        return self.split(max(1, math.ceil(n / chunks)), dim)
+        if n == 0:  # torch gives `chunks` empty pieces here
+            return tuple(self for _ in range(chunks))
+        return self.split(math.ceil(n / chunks), dim)
 
     def unbind(self: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
         """The slices along `dim`, with that dim removed."""
@@ -296,6 +305,8 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
+    if any(t.ndim > 1 for t in tensors):  # torch (legacy) skips 1-D empty pieces when joining higher-rank ones
+        tensors = [t for t in tensors if t.shape != (0,)]
     first = tensors[0]
     if first.ndim == 0:
         raise shape_error("cat: zero-dimensional tensors cannot be concatenated")

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import dtype as dt
 from ..graph import Op, shape_error
@@ -65,8 +66,10 @@ class ReduceMixin:
 
     def std(self: Tensor, dim: int | Sequence[int] | None = None, unbiased: bool | None = None,
             keepdim: bool = False, *, correction: int | None = None) -> Tensor:
-        """Standard deviation (square root of var)."""
-        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+        """Standard deviation (square root of var); its gradient is 0 where it is 0, as in torch (not inf * 0)."""
+        v = self.var(dim, unbiased, keepdim, correction=correction)
+        zero = v == 0
+        return zero.where(0.0, zero.where(1.0, v).sqrt())
 
     def amax(self: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """Maximum over dims; ties share the gradient evenly."""
@@ -89,7 +92,7 @@ class ReduceMixin:
             return self.maximum(dim)
         if dim is None:
             return self.amax()
-        return ValuesIndices(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+        return self._values_at(self.argmax(dim, keepdim=True), dim, keepdim, self.amax)
 
     def min(self: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor | ValuesIndices:
         """Min of all elements; with `dim` a (values, indices) pair; with a tensor, the elementwise minimum."""
@@ -98,7 +101,21 @@ class ReduceMixin:
             return self.minimum(dim)
         if dim is None:
             return self.amin()
-        return ValuesIndices(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+        return self._values_at(self.argmin(dim, keepdim=True), dim, keepdim, self.amin)
+
+    def _values_at(self: Tensor, idx: Tensor, dim: int, keepdim: bool, extreme: Any) -> ValuesIndices:
+        """(values, indices) of max/min over dim; the values' gradient goes only to the chosen (first) index,
+        as in torch, rather than being shared among ties as amax/amin do."""
+        if self.ndim == 0 or not self.requires_grad:
+            values = extreme(dim, keepdim=True)
+        else:
+            d = self._dim(dim)
+            n = self.shape[d]
+            pos = self._wrap(self._arange_node(n, dt.int64)).reshape([n if i == d else 1 for i in range(self.ndim)])
+            values = (pos == idx).where(self, 0)._reduce(Op.SUM, d, True)  # where, not *, so inf/NaN elsewhere stay out
+        if not keepdim:
+            values, idx = values.squeeze(dim), idx.squeeze(dim)
+        return ValuesIndices(values, idx)
 
     def argmax(self: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
         """Index of the first maximum (NaN counts as the maximum), as int64."""
@@ -123,15 +140,18 @@ class ReduceMixin:
 
     def all(self: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """True where every element is nonzero (True over an empty dim)."""
-        return self.logical_not().any(dim, keepdim).logical_not()
+        out = self.logical_not().any(dim, keepdim).logical_not()
+        return out.cast(dt.uint8) if self.dtype == dt.uint8 else out
 
     def any(self: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """True where some element is nonzero (False over an empty dim)."""
         b = self.bool()
         if b._count(dim) == 0:
             shape = b._reduce(Op.SUM, dim, keepdim).shape
-            return b._const(False, shape)
-        return b._reduce(Op.REDUCE_MAX, dim, keepdim)
+            out = b._const(False, shape)
+        else:
+            out = b._reduce(Op.REDUCE_MAX, dim, keepdim)
+        return out.cast(dt.uint8) if self.dtype == dt.uint8 else out  # torch keeps uint8 for all/any of uint8
 
     def prod(self: Tensor, dim: int | None = None, keepdim: bool = False, dtype: dt.DType | None = None) -> Tensor:
         """Product over a dim (all by default), as a tree of pairwise multiplications: exact for integers, and
@@ -152,14 +172,14 @@ class ReduceMixin:
         while x.shape[-1] > 1:
             half = x.shape[-1] // 2
             x = x.narrow(-1, 0, half) * x.narrow(-1, half, half)
-        if n == 0:
-            x = x._const(1, x.shape[:-1] + (1,))
         out = x.movedim(-1, d)
         return out if keepdim else out.squeeze(d)
 
     def logsumexp(self: Tensor, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
-        """log(sum(exp(x))) computed stably; -inf where every element is -inf."""
+        """log(sum(exp(x))) computed stably; -inf where every element is -inf (or the dim is empty)."""
         x = self._float_operand()
+        if x._count(dim) == 0:  # no max to subtract; the sum is 0 and its log -inf
+            return x.exp().sum(dim, keepdim).log()
         m = x.amax(dim, keepdim=True).detach()
         m = m.isinf().where(0.0, m)
         out = (x - m).exp().sum(dim, keepdim=True).log() + m
@@ -168,6 +188,8 @@ class ReduceMixin:
     def softmax(self: Tensor, dim: int, dtype: dt.DType | None = None) -> Tensor:
         """exp(x) / sum(exp(x)) along dim, computed stably."""
         x = self.cast(dt.to_dtype(dtype)) if dtype is not None else self._float_operand()
+        if x._count(dim) == 0:  # nothing to normalize, and no max over an empty dim
+            return x
         e = (x - x.amax(dim, keepdim=True).detach()).exp()
         return e / e.sum(dim, keepdim=True)
 
