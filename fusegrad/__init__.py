@@ -44,6 +44,8 @@ int = int32  # noqa: A001 - torch.int
 globals().update(FUNCTIONS)
 concat = concatenate = cat
 
+from . import data  # noqa: E402,F401 - last: the library layer uses the names above
+
 
 def realize(*tensors: Tensor) -> None:
     """Compute several tensors in one go."""
