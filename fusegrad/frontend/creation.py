@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,9 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: DType
     if dtype is None:
         dtype = dt.default_int if all(isinstance(v, (int, np.integer)) for v in (start, end, step)) \
             else dt.default_float
-    n = max(0, math.ceil((end - start) / step))
+    if (end - start) * step < 0:
+        raise ValueError(f"arange: the range from {start} to {end} is inconsistent with the sign of step {step}")
+    n = math.ceil((end - start) / step)
     values = start + np.arange(n, dtype=np.float64 if dt.to_dtype(dtype).is_floating_point else np.int64) * step
     return _finish(Tensor(values, dtype=dtype, device=device), requires_grad)
 
@@ -122,11 +125,15 @@ def randn(*size: Any, dtype: DType | str | None = None, device: str | None = Non
     return _finish(z.cast(dt.to_dtype(dtype) or dt.default_float).detach(), requires_grad)
 
 
-def randint(low: int, high: int | None = None, size: Sequence[int] = (), dtype: DType | str | None = None,
-            device: str | None = None) -> Tensor:
-    """Uniform random integers in [low, high) (int64)."""
+def randint(low: int, high: int | Sequence[int] | None = None, size: Sequence[int] | None = None,
+            dtype: DType | str | None = None, device: str | None = None) -> Tensor:
+    """Uniform random integers in [low, high) (int64): randint(high, size) or randint(low, high, size), like torch."""
+    if size is None and isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high  # torch.randint(high, size)
     if high is None:
         low, high = 0, low
+    if size is None:
+        raise TypeError("randint: size is required")
     if high <= low:
         raise ValueError(f"randint: empty range [{low}, {high})")
     u = _uniform(_shape((size,)), dt.float64, device)

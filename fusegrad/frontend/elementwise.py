@@ -12,12 +12,12 @@ import numpy as np
 
 from .. import dtype as dt
 from ..graph import Op, shape_error
+from .unary import UnaryMixin
 
 if TYPE_CHECKING:
     from .tensor import Tensor
 
 Scalar = bool | int | float
-LOG2E = math.log2(math.e)
 
 
 def broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
@@ -52,12 +52,23 @@ def promote(items: list[Any], op: str, like: Tensor, dtype: dt.DType | None = No
     devices = {x.device for x in tensors} | {like.device}
     if len(devices) > 1:
         raise shape_error(f"{op}: tensors are on different devices {sorted(devices)}; move them with .to()")
-    return [(x if isinstance(x, Tensor) else like._const(x.item() if isinstance(x, np.generic) else x, (), dtype))
+    return [(x if isinstance(x, Tensor) else like._const(_scalar_value(x, dtype), (), dtype))
             .cast(dtype)._broadcast_to(shape) for x in items]
 
 
-class ElementwiseMixin:
-    """Elementwise math for Tensor."""
+def _scalar_value(x: Any, dtype: dt.DType) -> Scalar:
+    """A Python scalar as a constant of `dtype`; integers wrap around like a C cast (torch: uint8 < -1 means < 255)."""
+    v = x.item() if isinstance(x, np.generic) else x
+    if dtype.is_integer and isinstance(v, int) and not isinstance(v, bool):
+        bits = 8 * dtype.itemsize
+        v %= 2**bits
+        if dtype != dt.uint8 and v >= 2 ** (bits - 1):
+            v -= 2**bits
+    return v
+
+
+class ElementwiseMixin(UnaryMixin):
+    """Elementwise math for Tensor (the unary functions come from UnaryMixin)."""
 
     __slots__ = ()
 
@@ -89,7 +100,7 @@ class ElementwiseMixin:
 
     def sub(self: Tensor, other: Any, alpha: Scalar = 1) -> Tensor:
         """self - alpha * other."""
-        if self.dtype == dt.bool_ or (getattr(other, "dtype", None) == dt.bool_):
+        if self.dtype == dt.bool_ or isinstance(other, (bool, np.bool_)) or getattr(other, "dtype", None) == dt.bool_:
             raise TypeError("subtraction of bool tensors is not supported; use logical_xor")
         a, b = self._operands(other if alpha == 1 else other * alpha, op="sub")
         return a._apply(Op.ADD, a, b.neg())
@@ -110,14 +121,16 @@ class ElementwiseMixin:
         return x._apply(Op.RECIP, x)
 
     def div(self: Tensor, other: Any, rounding_mode: str | None = None) -> Tensor:
-        """True division; rounding_mode 'trunc' or 'floor' rounds the quotient like torch.div."""
+        """True division; rounding_mode 'trunc' or 'floor' rounds the quotient like torch.div (gradient 0)."""
         if rounding_mode == "floor":
             return self.floor_divide(other)
         a, b = self._operands(other, op="div")
         if rounding_mode == "trunc":
             if not a.dtype.is_floating_point:
                 return a._apply(Op.IDIV, a, b)
-            return (a - a.fmod(b)).div(b).round()  # a - fmod(a, b) is an exact multiple of b
+            a0, b0 = a.detach(), b.detach()
+            q = (a0 - a0.fmod(b0)).div(b0).round()  # a - fmod(a, b) is an exact multiple of b: no 1-ulp misses
+            return a._zero_grad_from((b0 == 0).logical_or(a0.isinf()).where(a0.div(b0), q), b)
         if rounding_mode is not None:
             raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
         a, b = a._float_operand(), b._float_operand()
@@ -126,8 +139,9 @@ class ElementwiseMixin:
     true_divide = div
 
     def floor_divide(self: Tensor, other: Any) -> Tensor:
-        """Division rounded toward negative infinity (Python's //)."""
-        a, b = self._operands(other, op="floor_divide")
+        """Division rounded toward negative infinity (Python's //); the gradient is 0."""
+        a0, b0 = self._operands(other, op="floor_divide")
+        a, b = a0.detach(), b0.detach()
         mod = a.fmod(b)
         wrong_sign = (mod != 0).logical_and((b < 0) != (mod < 0))
         if not a.dtype.is_floating_point:
@@ -135,7 +149,7 @@ class ElementwiseMixin:
             return q - wrong_sign.cast(q.dtype)
         q = (a - mod).div(b) - wrong_sign.cast(a.dtype)  # PyTorch's exact algorithm: fmod first, then divide
         fq = q.floor()
-        return (b == 0).where(a.div(b), (q - fq > 0.5).where(fq + 1, fq))
+        return a0._zero_grad_from((b == 0).where(a.div(b), (q - fq > 0.5).where(fq + 1, fq)), b0)
 
     def fmod(self: Tensor, other: Any) -> Tensor:
         """Remainder with the sign of the dividend (C's fmod)."""
@@ -149,26 +163,27 @@ class ElementwiseMixin:
         return ((mod != 0).logical_and((b < 0) != (mod < 0))).where(mod + b, mod)
 
     def pow(self: Tensor, exponent: Any) -> Tensor:
-        """self ** exponent, with PyTorch's results for negative bases and integer exponents."""
-        if _is_scalar(exponent) and not isinstance(exponent, (bool, np.bool_)):
+        """self ** exponent, with PyTorch's values and gradients for negative bases, zero bases and integers."""
+        if _is_scalar(exponent) and not isinstance(exponent, (bool, np.bool_)) and math.isfinite(exponent):
             e = float(exponent)
-            if e == int(e) and abs(e) <= 64 and (self.dtype.is_floating_point or e >= 0):
-                return self._int_power(int(e))
+            base = self._operands(exponent, op="pow")[0]
+            if e == int(e) and abs(e) <= 64:
+                if e < 0 and not base.dtype.is_floating_point:
+                    raise RuntimeError("pow: integers to negative integer powers are not allowed")
+                return base._int_power(int(e))
             if e == 0.5:
-                return self.sqrt()
+                return base.sqrt()
         base, e = self._operands(exponent, op="pow")
-        if not base.dtype.is_floating_point:
-            return base.double().pow(e.double()).cast(base.dtype)
-        mag = (e * base.abs().log2()).exp2()
-        e_is_int = e == e.floor()
-        odd = e_is_int.logical_and(e.fmod(2) != 0)
-        signed = (base < 0).where(e_is_int.where(odd.where(-mag, mag), base._c(float("nan"))), mag)
-        return (e == 0).where(base._c(1.0), signed)
+        if not base.dtype.is_floating_point:  # exact for the integer results the double result rounds to
+            return base.double().pow(e.double()).round().cast(base.dtype)
+        if base.dtype == dt.float16:
+            return _pow_float(base.float(), e.float()).half()
+        return _pow_float(base, e)
 
     def _int_power(self: Tensor, n: int) -> Tensor:
         """x ** n by repeated squaring, exact for integers and well-behaved for negative bases."""
-        if n < 0:
-            return self._int_power(-n).reciprocal()
+        if n < 0:  # (1/x)^n, not 1/x^n: at x = 0 the gradient is -inf rather than -inf * 0
+            return self.reciprocal()._int_power(-n)
         result, base = None, self
         while n:
             if n & 1:
@@ -176,11 +191,12 @@ class ElementwiseMixin:
             n >>= 1
             if n:
                 base = base * base
-        return result if result is not None else self._c(1)
+        return result if result is not None else self._zero_grad_from(self._c(1))
 
     def square(self: Tensor) -> Tensor:
-        """self * self."""
-        return self * self
+        """self * self (bool squares to int64, like torch)."""
+        x = self.cast(dt.int64) if self.dtype == dt.bool_ else self
+        return x * x
 
     def __add__(self, other: Any) -> Tensor:
         return self.add(other)
@@ -241,7 +257,8 @@ class ElementwiseMixin:
 
     def ne(self: Tensor, other: Any) -> Tensor:
         """self != other."""
-        return self.eq(other).logical_not()
+        a, b = self._operands(other, op="ne")  # broadcast here so shape errors name this op
+        return a.eq(b).logical_not()
 
     def lt(self: Tensor, other: Any) -> Tensor:
         """self < other."""
@@ -253,11 +270,13 @@ class ElementwiseMixin:
 
     def le(self: Tensor, other: Any) -> Tensor:
         """self <= other (False where either is NaN)."""
-        return self.lt(other).logical_or(self.eq(other))
+        a, b = self._operands(other, op="le")
+        return a.lt(b).logical_or(a.eq(b))
 
     def ge(self: Tensor, other: Any) -> Tensor:
         """self >= other (False where either is NaN)."""
-        return self.gt(other).logical_or(self.eq(other))
+        a, b = self._operands(other, op="ge")
+        return a.gt(b).logical_or(a.eq(b))
 
     __eq__ = eq  # type: ignore[assignment]
     __ne__ = ne  # type: ignore[assignment]
@@ -349,9 +368,9 @@ class ElementwiseMixin:
             raise ValueError("clamp: at least one of min and max must be given")
         out = self
         if min is not None:
-            out = (out < min).where(min, out)
+            out = _nan_or(out < min, min).where(min, out)
         if max is not None:
-            out = (out > max).where(max, out)
+            out = _nan_or(out > max, max).where(max, out)
         return out
 
     clip = clamp
@@ -364,159 +383,33 @@ class ElementwiseMixin:
         """Limit values from above."""
         return self.clamp(max=max)
 
-    # ---- unary math ----
 
-    def sign(self: Tensor) -> Tensor:
-        """-1, 0 or 1 (NaN gives 0)."""
-        return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype)
+def _nan_or(cond: Tensor, bound: Any) -> Tensor:
+    """cond, or True where the clamp bound is NaN (torch's clamp propagates NaN bounds)."""
+    if _is_scalar(bound):
+        return cond.logical_or(True) if bound != bound else cond
+    return cond.logical_or(bound.isnan()) if bound.dtype.is_floating_point else cond
 
-    def abs(self: Tensor) -> Tensor:
-        """|self|; the gradient at 0 is 0, like PyTorch."""
-        if self.dtype == dt.bool_:
-            return self
-        if self.dtype == dt.uint8:
-            return self
-        return self * self.sign()
 
-    def exp2(self: Tensor) -> Tensor:
-        """2 ** self."""
-        x = self._float_operand()
-        return x._apply(Op.EXP2, x)
+def _pow_float(b: Tensor, e: Tensor) -> Tensor:
+    """b ** e for float tensors of one shape and dtype, as exp2(e * log2|b|) with the sign of integer powers.
 
-    def exp(self: Tensor) -> Tensor:
-        """e ** self."""
-        x = self._float_operand()
-        return (x * LOG2E).exp2()
-
-    def log2(self: Tensor) -> Tensor:
-        """Base-2 logarithm."""
-        x = self._float_operand()
-        return x._apply(Op.LOG2, x)
-
-    def log(self: Tensor) -> Tensor:
-        """Natural logarithm."""
-        return self.log2() * math.log(2)
-
-    def log10(self: Tensor) -> Tensor:
-        """Base-10 logarithm."""
-        return self.log2() * math.log10(2)
-
-    def log1p(self: Tensor) -> Tensor:
-        """log(1 + self), accurate for small values."""
-        x = self._float_operand()
-        u = x + 1
-        exact = u == 1
-        return exact.where(x, u.log() * (x / exact.where(1.0, u - 1)))
-
-    def expm1(self: Tensor) -> Tensor:
-        """exp(self) - 1, accurate for small values."""
-        x = self._float_operand()
-        u = x.exp()
-        exact = (u == 1).logical_or(u.isinf())
-        return exact.where((u == 1).where(x, u - 1), (u - 1) * (x / exact.where(1.0, u.log())))
-
-    def sqrt(self: Tensor) -> Tensor:
-        """Square root."""
-        x = self._float_operand()
-        return x._apply(Op.SQRT, x)
-
-    def rsqrt(self: Tensor) -> Tensor:
-        """1 / sqrt(self)."""
-        return self.sqrt().reciprocal()
-
-    def sin(self: Tensor) -> Tensor:
-        """Sine."""
-        x = self._float_operand()
-        return x._apply(Op.SIN, x)
-
-    def cos(self: Tensor) -> Tensor:
-        """Cosine."""
-        x = self._float_operand()
-        return (math.pi / 2 - x).sin()
-
-    def tan(self: Tensor) -> Tensor:
-        """Tangent."""
-        return self.sin() / self.cos()
-
-    def sigmoid(self: Tensor) -> Tensor:
-        """1 / (1 + exp(-self)), computed from exp(-|self|) so neither branch overflows."""
-        x = self._float_operand()
-        z = (-x.abs()).exp()
-        return (x >= 0).where(1 / (1 + z), z / (1 + z))
-
-    def tanh(self: Tensor) -> Tensor:
-        """Hyperbolic tangent."""
-        return 2 * (2 * self._float_operand()).sigmoid() - 1
-
-    def relu(self: Tensor) -> Tensor:
-        """max(self, 0); NaN stays NaN and the gradient at 0 is 0, like PyTorch."""
-        return (self <= 0).where(self._c(0), self)
-
-    def leaky_relu(self: Tensor, negative_slope: float = 0.01) -> Tensor:
-        """self where positive, else negative_slope * self."""
-        return (self > 0).where(self, self * negative_slope)
-
-    def elu(self: Tensor, alpha: float = 1.0) -> Tensor:
-        """self where positive, else alpha * (exp(self) - 1)."""
-        return (self > 0).where(self, alpha * self.minimum(0).expm1())
-
-    def silu(self: Tensor) -> Tensor:
-        """self * sigmoid(self)."""
-        return self * self.sigmoid()
-
-    def softplus(self: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-        """log(1 + exp(beta * self)) / beta, linear above the threshold like PyTorch."""
-        bx = self._float_operand() * beta
-        return (bx > threshold).where(self._float_operand(), bx.minimum(threshold).exp().log1p() / beta)
-
-    def erf(self: Tensor) -> Tensor:
-        """The error function (Abramowitz-Stegun 7.1.26, absolute error below 1.5e-7)."""
-        x = self._float_operand()
-        t = 1 / (1 + 0.3275911 * x.abs())
-        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-        return x.sign() * (1 - poly * (-x * x).exp())
-
-    def gelu(self: Tensor, approximate: str = "none") -> Tensor:
-        """Gaussian error linear unit; approximate='tanh' uses the tanh formula."""
-        x = self._float_operand()
-        if approximate == "tanh":
-            return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh())
-        if approximate != "none":
-            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
-
-    def _integral(self: Tensor, adjust: Any) -> Tensor:
-        """Round to an integer via a cast, leaving values too large to have a fraction (and inf/NaN) alone."""
-        if not self.dtype.is_floating_point:
-            return self
-        big = {dt.float16: 2.0**10, dt.float32: 2.0**23}.get(self.dtype, 2.0**52)
-        t = self.cast(dt.int64).cast(self.dtype)
-        return (self.abs() < big).where(adjust(t), self)
-
-    def trunc(self: Tensor) -> Tensor:
-        """Round toward zero."""
-        return self._integral(lambda t: t)
-
-    def floor(self: Tensor) -> Tensor:
-        """Round toward negative infinity."""
-        return self._integral(lambda t: t - (t > self).cast(self.dtype))
-
-    def ceil(self: Tensor) -> Tensor:
-        """Round toward positive infinity."""
-        return self._integral(lambda t: t + (t < self).cast(self.dtype))
-
-    def round(self: Tensor, decimals: int = 0) -> Tensor:
-        """Round half to even, like PyTorch."""
-        if decimals:
-            scale = 10.0**decimals
-            return (self * scale).round() / scale
-        if not self.dtype.is_floating_point:
-            return self
-        f = self.floor()
-        d = self - f
-        half_odd = (d == 0.5).logical_and(f.fmod(2) != 0)
-        return (d > 0.5).logical_or(half_odd).where(f + 1, f)
-
-    def lerp(self: Tensor, end: Any, weight: Any) -> Tensor:
-        """self + weight * (end - self)."""
-        return self + weight * (end - self)
+    Zero bases take a branch of their own whose primitive has torch's derivative e * 0 ** (e - 1) there (0, 1, +inf
+    through sqrt, -inf through reciprocal), and the general branch sees 1 instead of 0 so its masked gradient is
+    finite. Deviation: where torch's gradient is NaN (log of a negative base), this one is finite.
+    """
+    zero = b == 0
+    safe = zero.where(1.0, b)
+    mag = (e * safe.abs().log2()).exp2()
+    e_is_int = e == e.floor()
+    odd = e_is_int.logical_and(e.fmod(2) != 0)
+    non_int = safe.isinf().where(mag, b._c(float("nan")))  # (-inf) ** 0.5 is inf, (-2) ** 0.5 is NaN
+    general = (safe < 0).where(e_is_int.where(odd.where(-mag, mag), non_int), mag)
+    general = (e == 0).where(mag.isnan().where(1.0, mag), general)  # x ** 0 is 1 even for inf/NaN bases
+    general = (safe == 1).logical_and(e.isnan()).where(1.0, general)  # and 1 ** NaN is 1, as in C
+    one, frac, neg = zero.logical_and(e == 1), zero.logical_and((e > 0).logical_and(e < 1)), zero.logical_and(e < 0)
+    at_zero = (e == 0).where(b._c(1.0), b._c(0.0))
+    at_zero = one.where(b, at_zero)
+    at_zero = frac.where(frac.where(b, 1.0).sqrt(), at_zero)
+    at_zero = neg.where(neg.where(b, 1.0).reciprocal(), at_zero)
+    return zero.where(at_zero, general)

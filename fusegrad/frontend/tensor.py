@@ -36,8 +36,8 @@ def _host_array(data: Any, dtype: DType | None) -> tuple[np.ndarray, DType]:
         if arr.dtype == object:
             raise TypeError(f"cannot make a tensor from {type(data).__name__} data: ragged or non-numeric elements")
     if dtype is None:
-        if arr.dtype.kind == "f" and not isinstance(data, np.ndarray):
-            dtype = dt.default_float  # Python floats become float32, like torch.tensor
+        if arr.dtype.kind == "f" and not isinstance(data, (np.ndarray, np.generic)):
+            dtype = dt.default_float  # Python floats become float32; NumPy scalars keep their dtype, like torch
         elif arr.dtype.kind in "iu" and not isinstance(data, (np.ndarray, np.generic)):
             dtype = dt.default_int
         elif arr.dtype.kind == "b":
@@ -54,7 +54,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
     `.item()` and `.tolist()` compute it on the tensor's device. Gradients flow through the recorded operations.
     """
 
-    __slots__ = ("_node", "requires_grad", "grad", "_ctx", "__weakref__")
+    __slots__ = ("_node", "requires_grad", "_grad", "_ctx", "__weakref__")
     __array_priority__ = 1000  # numpy scalars on the left defer to our operators
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
@@ -68,7 +68,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
             self._node = source_node(Op.LOAD, buf, arr.shape, dtype, dev)
             self._node.buffer = buf
         self.requires_grad = False
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
         self._ctx: Context | None = None
         if requires_grad:
             self.requires_grad_(True)
@@ -82,7 +82,8 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
     def _apply(self, op: Op, *srcs: Tensor, arg: Any = None) -> Tensor:
         """Apply a primitive op and record it on the tape when gradients are wanted."""
         out = Tensor(make_node(op, tuple(s._node for s in srcs), arg))
-        if grad_mode.enabled() and any(s.requires_grad for s in srcs):
+        # integer and bool results are not differentiable (torch: x.long(), x > 0 do not require grad)
+        if grad_mode.enabled() and out.dtype.is_floating_point and any(s.requires_grad for s in srcs):
             out.requires_grad = True
             out._ctx = Context(op, srcs, arg, out._node)
         return out
@@ -103,6 +104,13 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
 
     def _become(self, result: Tensor) -> Tensor:
         """In-place update: take result's value and, when it is being recorded, its place on the tape."""
+        if grad_mode.enabled() and self._ctx is not None and not result.requires_grad:
+            # overwritten by an untracked value (zero_, fill_, copy_): stays on the tape, as in torch, passing a
+            # zero gradient to the old value instead of its stale one
+            old = Tensor(self._node)
+            old.requires_grad, old._ctx = True, self._ctx
+            keep = self._const(True, dtype=dt.bool_)
+            result = keep._apply(Op.WHERE, keep, result.cast(self.dtype), old)
         if grad_mode.enabled() and result.requires_grad:
             grad_mode.journal(self, "requires_grad", self.requires_grad)
             grad_mode.journal(self, "_ctx", self._ctx)
@@ -190,7 +198,8 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
     def item(self) -> Scalar:
         """The value of a one-element tensor as a Python number."""
         if self.numel() != 1:
-            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+            raise RuntimeError(f"item() needs a tensor with one element, this one has shape {self.shape} "
+                               f"({self.numel()} elements)")  # RuntimeError, like torch
         return self.numpy().reshape(()).item()
 
     def tolist(self) -> Any:
@@ -304,12 +313,23 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
 
     # ---- autograd ----
 
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient accumulated by `.backward()` (None until then, and for non-leaf tensors)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        grad_mode.journal(self, "_grad", self._grad)  # eval_shape undoes zero_grad() and the like
+        self._grad = value
+
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Mark this leaf tensor as one whose gradient `.backward()` fills in."""
         if requires_grad and not self.dtype.is_floating_point:
             raise RuntimeError(f"only floating-point tensors can require gradients, this one is {self.dtype.name}")
         if not requires_grad and self._ctx is not None:
             raise RuntimeError("requires_grad can only be turned off on leaf tensors; use .detach()")
+        grad_mode.journal(self, "requires_grad", self.requires_grad)
         self.requires_grad = requires_grad
         return self
 
@@ -319,8 +339,10 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
 
     @property
     def data(self) -> Tensor:
-        """The values without gradient tracking; assigning to `.data` replaces them in place."""
-        return self.detach()
+        """The values without gradient tracking; in-place ops on it (and assigning to `.data`) update self."""
+        alias = _DataAlias(self._node)
+        alias._owner = self
+        return alias
 
     @data.setter
     def data(self, value: Tensor) -> None:
@@ -398,13 +420,12 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
 
     def zero_(self) -> Tensor:
         """Fill with zeros in place."""
-        self._check_inplace()
-        return self.assign(0)
+        return self._inplace(lambda old: old._const(0))
 
     def fill_(self, value: Scalar) -> Tensor:
         """Fill with `value` in place."""
-        self._check_inplace()
-        return self.assign(value)
+        return self._inplace(lambda old: old._const(value) if not isinstance(value, Tensor)
+                             else value.to(old.device).cast(old.dtype).expand(old.shape))
 
     def copy_(self, src: Tensor) -> Tensor:
         """Copy `src` (broadcast, cast, moved to this device) into this tensor in place."""
@@ -413,6 +434,16 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
         """In-place clamp."""
         return self._inplace(lambda old: old.clamp(min, max))
+
+
+class _DataAlias(Tensor):
+    """What `.data` returns: an untracked tensor whose in-place updates also rebind the tensor it came from."""
+
+    __slots__ = ("_owner",)
+
+    def _set_node(self, node: Node) -> None:
+        super()._set_node(node)
+        self._owner._set_node(node)
 
 
 def _gradients(roots: Sequence[Tensor], root_grads: Sequence[Tensor], create_graph: bool) -> dict:
