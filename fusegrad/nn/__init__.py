@@ -1,5 +1,5 @@
 """`fusegrad.nn`: layers, containers, losses and initialisation with PyTorch's names, built on the Tensor API."""
-from . import functional, init
+from . import functional, init, utils
 from .containers import ModuleDict, ModuleList, Sequential
 from .layers import (
                      ELU,
@@ -33,4 +33,4 @@ from .module import Module, Parameter
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "ELU", "Flatten", "GELU", "HuberLoss",
            "Identity", "KLDivLoss", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Module", "ModuleDict",
            "ModuleList", "NLLLoss", "Parameter", "ReLU", "SiLU", "Sequential", "Sigmoid", "SmoothL1Loss", "Softmax",
-           "Softplus", "Tanh", "functional", "init"]
+           "Softplus", "Tanh", "functional", "init", "utils"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from fusegrad import Tensor
 
-from .module import Module
+from .module import Module, _addindent, _layout
 
 
 class Sequential(Module):
@@ -28,8 +28,17 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, idx: int | slice) -> Module:
-        mods = list(self._modules.values())
-        return Sequential(*mods[idx]) if isinstance(idx, slice) else mods[idx]
+        if isinstance(idx, slice):  # like torch, a slice keeps the children's names
+            return type(self)(OrderedDict(list(self._modules.items())[idx]))
+        return list(self._modules.values())[idx]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        setattr(self, list(self._modules)[idx], module)
+
+    def __delitem__(self, idx: int | slice) -> None:
+        keys = list(self._modules)
+        for key in keys[idx] if isinstance(idx, slice) else [keys[idx]]:
+            delattr(self, key)
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -71,6 +80,18 @@ class ModuleList(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
+
+    def __repr__(self) -> str:
+        """torch's compact form: runs of equal children print once as "(i-j): n x child"."""
+        runs: list[list[Any]] = []  # [first index, last index, repr]
+        for i, m in enumerate(self._modules.values()):
+            r = repr(m)
+            if runs and runs[-1][2] == r:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, r])
+        lines = [_addindent(f"({a}): {r}" if a == b else f"({a}-{b}): {b - a + 1} x {r}", 2) for a, b, r in runs]
+        return _layout(self._get_name(), [], lines)
 
 
 class ModuleDict(Module):

@@ -1,6 +1,7 @@
 """`nn.functional`: stateless layers, activations and losses, written against the public Tensor API."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import fusegrad as fg
@@ -72,14 +73,23 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     return input.softplus(beta, threshold)
 
 
-def softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
+def _softmax_dim(name: str, ndim: int, dim: int | None, stacklevel: int) -> int:
+    """torch's legacy choice when dim is None (with its deprecation warning): 0 for 0-, 1- and 3-d inputs, else 1."""
+    if dim is not None:
+        return dim
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include dim=X as an "
+                  "argument.", UserWarning, stacklevel=stacklevel)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
     """Softmax along dim."""
-    return input.softmax(dim, dtype)
+    return input.softmax(_softmax_dim("softmax", input.ndim, dim, _stacklevel), dtype)
 
 
-def log_softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
     """Log-softmax along dim."""
-    return input.log_softmax(dim, dtype)
+    return input.log_softmax(_softmax_dim("log_softmax", input.ndim, dim, _stacklevel), dtype)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:

@@ -68,45 +68,48 @@ class Dropout(Module):
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace
 
     def forward(self, input: Tensor) -> Tensor:
         return F.dropout(input, self.p, self.training)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
-def _activation(name: str, fn: Any, doc: str, **defaults: Any) -> type[Module]:
-    """A Module class that applies `fn` with the keyword arguments PyTorch's module of that name takes."""
+def _activation(name: str, fn: Any, doc: str, fmt: str = "", **defaults: Any) -> type[Module]:
+    """A Module class applying `fn(x, **options)`, taking PyTorch's constructor arguments (`defaults`, in order);
+    `fmt` formats its repr from the options, like torch's extra_repr."""
     def __init__(self: Module, *args: Any, **kwargs: Any) -> None:  # noqa: N807
         Module.__init__(self)
-        names = list(defaults)
-        values = dict(defaults) | dict(zip(names, args)) | kwargs
+        if len(args) > len(defaults) or set(kwargs) - set(defaults):
+            raise TypeError(f"{name}() takes the arguments {list(defaults)}, got {args} {kwargs}")
+        values = dict(defaults) | dict(zip(defaults, args)) | kwargs
         for k, v in values.items():
-            if k != "inplace":
-                object.__setattr__(self, k, v)
+            object.__setattr__(self, k, v)
         object.__setattr__(self, "_kwargs", {k: v for k, v in values.items() if k != "inplace"})
 
     def forward(self: Module, input: Tensor) -> Tensor:
         return fn(input, **self._kwargs)
 
     def extra_repr(self: Module) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
+        inplace = getattr(self, "inplace", False)
+        text = fmt.format(**self._kwargs, approximate_repr=repr(self._kwargs.get("approximate")))
+        return text + (", inplace=True" if inplace and text else "inplace=True" if inplace else "")
 
     return type(name, (Module,), {"__init__": __init__, "forward": forward, "extra_repr": extra_repr, "__doc__": doc})
 
 
-ReLU = _activation("ReLU", lambda x: x.relu(), "max(x, 0).", inplace=False)
-LeakyReLU = _activation("LeakyReLU", lambda x, negative_slope: x.leaky_relu(negative_slope),
-                        "x if x > 0 else negative_slope * x.", negative_slope=0.01, inplace=False)
-ELU = _activation("ELU", lambda x, alpha: x.elu(alpha), "x if x > 0 else alpha (e^x - 1).", alpha=1.0, inplace=False)
-GELU = _activation("GELU", lambda x, approximate: x.gelu(approximate), "Gaussian error linear unit.",
+ReLU = _activation("ReLU", F.relu, "max(x, 0).", inplace=False)
+LeakyReLU = _activation("LeakyReLU", F.leaky_relu, "x if x > 0 else negative_slope * x.",
+                        "negative_slope={negative_slope}", negative_slope=0.01, inplace=False)
+ELU = _activation("ELU", F.elu, "x if x > 0 else alpha (e^x - 1).", "alpha={alpha}", alpha=1.0, inplace=False)
+GELU = _activation("GELU", F.gelu, "Gaussian error linear unit.", "approximate={approximate_repr}",
                    approximate="none")
-SiLU = _activation("SiLU", lambda x: x.silu(), "x * sigmoid(x).", inplace=False)
-Sigmoid = _activation("Sigmoid", lambda x: x.sigmoid(), "1 / (1 + e^-x).")
-Tanh = _activation("Tanh", lambda x: x.tanh(), "Hyperbolic tangent.")
-Softplus = _activation("Softplus", lambda x, beta, threshold: x.softplus(beta, threshold),
-                       "log(1 + e^(beta x)) / beta.", beta=1.0, threshold=20.0)
-Softmax = _activation("Softmax", lambda x, dim: x.softmax(dim), "Softmax along dim.", dim=None)
-LogSoftmax = _activation("LogSoftmax", lambda x, dim: x.log_softmax(dim), "Log-softmax along dim.", dim=None)
+SiLU = _activation("SiLU", F.silu, "x * sigmoid(x).", inplace=False)
+Sigmoid = _activation("Sigmoid", F.sigmoid, "1 / (1 + e^-x).")
+Tanh = _activation("Tanh", F.tanh, "Hyperbolic tangent.")
+Softplus = _activation("Softplus", F.softplus, "log(1 + e^(beta x)) / beta.", "beta={beta}, threshold={threshold}",
+                       beta=1.0, threshold=20.0)
+Softmax = _activation("Softmax", F.softmax, "Softmax along dim.", "dim={dim}", dim=None)
+LogSoftmax = _activation("LogSoftmax", F.log_softmax, "Log-softmax along dim.", "dim={dim}", dim=None)

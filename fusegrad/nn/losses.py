@@ -48,6 +48,13 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
     return _reduce((d < delta).where(0.5 * d.square(), delta * (d - 0.5 * delta)), reduction)
 
 
+def _weighted_mean(total: Tensor, denom: Tensor) -> Tensor:
+    """total / denom, but with a zero (not NaN) gradient when denom is 0 (every target ignored): torch's value is
+    NaN there and its gradient 0."""
+    empty = denom == 0
+    return total / empty.where(1.0, denom) + empty.where(float("nan"), 0.0).to(total.dtype)
+
+
 def _class_weights(weight: Tensor | None, ndim: int, class_dim: int) -> Tensor | None:
     """Class weights shaped to broadcast along the class dim."""
     return None if weight is None else weight.reshape([-1 if d == class_dim else 1 for d in range(ndim)])
@@ -71,7 +78,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
         w = w * weight[safe]
     loss = picked * w
     if reduction == "mean":
-        return loss.sum() / w.sum()
+        return _weighted_mean(loss.sum(), w.sum())
     return _reduce(loss, reduction)
 
 
@@ -99,7 +106,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if reduction == "mean":
         denom = weight[keep.where(target, 0).long()].mul(keep.float()).sum() if weight is not None \
             else keep.float().sum()
-        smooth = smooth.sum() / denom
+        smooth = _weighted_mean(smooth.sum(), denom)
     else:
         smooth = _reduce(smooth, reduction)
     return (1 - label_smoothing) * nll + smooth * (label_smoothing / n_classes)
@@ -107,9 +114,16 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
 
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                          reduction: str = "mean") -> Tensor:
-    """-(t log p + (1 - t) log(1 - p)), logs clamped at -100 like PyTorch."""
+    """-(t log p + (1 - t) log(1 - p)), logs clamped at -100 like PyTorch.
+
+    The gradient in p is torch's (p - t) / max(p (1 - p), 1e-12), finite where p is exactly 0 or 1 (a float32
+    sigmoid saturates there), which differentiating the logs would make 0 * inf = NaN. (First order only.)
+    """
     _same_shape("binary_cross_entropy", input, target)
-    loss = -(target * input.log().clamp(min=-100) + (1 - target) * (1 - input).log().clamp(min=-100))
+    p = input.detach()
+    loss = -(target * p.log().clamp(min=-100) + (1 - target) * (1 - p).log().clamp(min=-100))
+    if input.requires_grad:  # value unchanged (input - p is 0); slope in input is the detached factor
+        loss = loss + ((p - target) / (p * (1 - p)).clamp(min=1e-12)).detach() * (input - p)
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
@@ -117,7 +131,10 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
                                      reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
     """Sigmoid + binary cross-entropy in one numerically stable formula."""
     _same_shape("binary_cross_entropy_with_logits", input, target)
-    log_sig_neg = (-input.abs()).exp().log1p() + (-input).relu()  # -log(sigmoid(x)) = log(1 + e^-|x|) + max(-x, 0)
+    # -log(sigmoid(x)) = log(1 + e^-|x|) + max(-x, 0); -|x| is written with slope -1 at 0 (abs has 0 there) so that
+    # the gradient at x = 0 is sigmoid(0) - 1
+    neg_abs = (input < 0).where(input, -input)
+    log_sig_neg = neg_abs.exp().log1p() + (-input).relu()
     coeff = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
     loss = (1 - target) * input + coeff * log_sig_neg
     return _reduce(loss if weight is None else loss * weight, reduction)
