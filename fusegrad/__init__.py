@@ -44,7 +44,7 @@ int = int32  # noqa: A001 - torch.int
 globals().update(FUNCTIONS)
 concat = concatenate = cat
 
-from . import data  # noqa: E402,F401 - last: the library layer uses the names above
+from . import data, nn, optim  # noqa: E402,F401 - last: the library layer uses the names above
 
 
 def realize(*tensors: Tensor) -> None:

@@ -6,7 +6,8 @@ gradient of a gradient is just another graph: second-order derivatives need noth
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from .graph import Node, Op
 
@@ -17,6 +18,7 @@ class Value(Protocol):
     shape: tuple[int, ...]
     requires_grad: bool
     _ctx: Context | None
+    _node: Node
 
     def _apply(self, op: Op, *srcs: Value, arg: Any = None) -> Value: ...
     def _const(self, value: float, shape: tuple[int, ...] | None = None) -> Value: ...
@@ -24,12 +26,17 @@ class Value(Protocol):
 
 
 class Context:
-    """How a tensor was made: the primitive, its operand tensors, its argument and the resulting node."""
+    """How a tensor was made: the primitive, its operand tensors, its argument and the resulting node.
 
-    __slots__ = ("op", "srcs", "arg", "out")
+    `saved` remembers each operand's node, context and requires_grad as they were when the op ran: an in-place
+    update later rebinds the operand *object*, and the tape must still see the value that was read.
+    """
+
+    __slots__ = ("op", "srcs", "arg", "out", "saved")
 
     def __init__(self, op: Op, srcs: tuple[Value, ...], arg: Any, out: Node):
         self.op, self.srcs, self.arg, self.out = op, srcs, arg, out
+        self.saved = tuple((s._node, s._ctx, s.requires_grad) for s in srcs)
 
 
 def _p(op: Op, *srcs: Value, arg: Any = None) -> Value:
@@ -150,31 +157,61 @@ GRADIENTS: dict[Op, Rule] = {
 }
 
 
+def _key(t: Value) -> int:
+    """Tape identity: a leaf is its tensor object; a computed value is the op that made it (shared by the temporary
+    an in-place op produced and the tensor it rebound, and by snapshots of an operand taken before a rebinding)."""
+    return id(t) if t._ctx is None else id(t._ctx)
+
+
+def _snapshot(t: Value, node: Node, ctx: Context | None, requires_grad: bool) -> Value:
+    """`t` as it was when an op read it: its old node, on the tape where it was then."""
+    s = t._wrap(node)
+    s.requires_grad = requires_grad
+    if requires_grad:  # a rebound leaf: the old value passes its gradient on to the leaf unchanged
+        s._ctx = ctx if ctx is not None else Context(Op.RESHAPE, (t,), t.shape, node)
+    return s
+
+
+def operands(ctx: Context) -> tuple[Value, ...]:
+    """The operands of `ctx` as they were read; the ones rebound since (in-place ops, realize) are replaced, once."""
+    if all(s._node is n and s._ctx is c and s.requires_grad == r for s, (n, c, r) in zip(ctx.srcs, ctx.saved)):
+        return ctx.srcs
+    ctx.srcs = tuple(s if s._node is n and s._ctx is c and s.requires_grad == r else _snapshot(s, n, c, r)
+                     for s, (n, c, r) in zip(ctx.srcs, ctx.saved))
+    ctx.saved = tuple((s._node, s._ctx, s.requires_grad) for s in ctx.srcs)
+    return ctx.srcs
+
+
 def backprop(roots: list[Value], root_grads: list[Value]) -> dict[int, tuple[Value, Value]]:
-    """Propagate gradients from roots through the tape; returns id(tensor) -> (tensor, its gradient)."""
+    """Propagate gradients from roots through the tape; returns id(tensor) -> (tensor, its gradient) for every
+    tensor object met on the way (leaves, roots and the recorded operands)."""
     order: list[Value] = []
     seen: set[int] = set()
+    met: list[Value] = []
     stack: list[tuple[Value, bool]] = [(r, False) for r in roots]
     while stack:  # iterative DFS so deep graphs (long RNN unrolls) do not hit Python's recursion limit
         t, done = stack.pop()
         if done:
             order.append(t)
             continue
-        if id(t) in seen:
+        met.append(t)
+        if _key(t) in seen:
             continue
-        seen.add(id(t))
+        seen.add(_key(t))
         stack.append((t, True))
         if t._ctx is not None:
-            stack.extend((s, False) for s in t._ctx.srcs if s.requires_grad and id(s) not in seen)
-    grads: dict[int, tuple[Value, Value]] = {}
+            stack.extend((s, False) for s in operands(t._ctx) if s.requires_grad and _key(s) not in seen)
+    grads: dict[int, Value] = {}
     for r, g in zip(roots, root_grads):
-        grads[id(r)] = (r, _p(Op.ADD, grads[id(r)][1], g) if id(r) in grads else g)
+        k = _key(r)
+        grads[k] = _p(Op.ADD, grads[k], g) if k in grads else g
     for t in reversed(order):
-        if t._ctx is None or id(t) not in grads:
+        if t._ctx is None or _key(t) not in grads:
             continue
-        g = grads[id(t)][1]
+        g = grads[_key(t)]
         for src, sg in zip(t._ctx.srcs, GRADIENTS[t._ctx.op](t._ctx, g)):
             if sg is None or not src.requires_grad:
                 continue
-            grads[id(src)] = (src, _p(Op.ADD, grads[id(src)][1], sg) if id(src) in grads else sg)
-    return grads
+            k = _key(src)
+            grads[k] = _p(Op.ADD, grads[k], sg) if k in grads else sg
+    return {id(t): (t, grads[_key(t)]) for t in met if _key(t) in grads}

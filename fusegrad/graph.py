@@ -16,6 +16,11 @@ Shape = tuple[int, ...]
 class ShapeError(ValueError):
     """A shape or dtype rule failed while building the graph; raised before anything is computed."""
 
+    def __init__(self, msg: str = "") -> None:
+        if msg and " (at " not in msg:  # raised directly (e.g. by nn): still point at the user's line
+            msg = f"{msg} (at {user_frame()})"
+        super().__init__(msg)
+
 
 ShapeError.__module__ = "fusegrad"  # users see fusegrad.ShapeError in tracebacks
 

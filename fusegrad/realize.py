@@ -9,6 +9,9 @@ class ShapeOnlyError(RuntimeError):
     """A value was asked of a shape-only tensor (inside `fg.eval_shape`)."""
 
 
+ShapeOnlyError.__module__ = "fusegrad"  # users see fusegrad.ShapeOnlyError in tracebacks
+
+
 def realize(nodes: list[Node]) -> None:
     """Compute every node in `nodes`; cross-device copies are done first, then each device runs its part."""
     pending = [n for n in nodes if not n.realized]

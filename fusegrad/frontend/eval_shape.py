@@ -1,20 +1,21 @@
 """`eval_shape`: run any function on shape-only inputs and get output shapes, computing nothing."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .. import dtype as dt
 from ..dtype import DType
 from ..graph import Op, source_node
 from ..runtime.device import canonical_device
-from . import grad_mode
+from . import creation, grad_mode
 from .tensor import Tensor
 
 
 @dataclass(frozen=True)
 class Spec:
-    """A tensor's shape and dtype without data: an input or output of `eval_shape`."""
+    """A tensor's shape and dtype without data: an input or output of `eval_shape` (device None: the default)."""
 
     shape: tuple[int, ...]
     dtype: DType = dt.float32
@@ -24,12 +25,13 @@ class Spec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         object.__setattr__(self, "dtype", dt.to_dtype(self.dtype))
+        object.__setattr__(self, "device", canonical_device(self.device))  # so Spec((2,)) equals an output's spec
 
 
 def _to_tensor(spec: Any) -> Any:
     if not isinstance(spec, Spec):
         return spec
-    node = source_node(Op.LOAD, None, spec.shape, spec.dtype, canonical_device(spec.device))
+    node = source_node(Op.LOAD, None, spec.shape, spec.dtype, spec.device)
     t = Tensor(node)
     return t.requires_grad_() if spec.requires_grad else t
 
@@ -51,5 +53,6 @@ def eval_shape(fn: Callable[..., Any], *specs: Any, **kwargs: Any) -> Any:
     change `fn` makes to existing tensors (parameter updates, `.grad`) is undone afterwards.
     """
     with grad_mode.recording_mutations():
+        grad_mode.journal_dict(creation._rng)  # random draws inside do not shift the real run's random stream
         out = fn(*[_to_tensor(s) for s in specs], **{k: _to_tensor(v) for k, v in kwargs.items()})
         return _to_spec(out)

@@ -1,7 +1,8 @@
 """Module-level functions (`fg.exp(x)`, `fg.where(c, x, y)`, ...) that forward to Tensor methods, like torch.*."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .tensor import Tensor
 

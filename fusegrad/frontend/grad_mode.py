@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -14,11 +15,12 @@ def enabled() -> bool:
     return _state["enabled"]
 
 
-class set_grad_enabled:  # noqa: N801 - PyTorch's name
-    """Context manager (and decorator) that turns gradient recording on or off."""
+class _GradMode:
+    """A context manager and decorator that records with gradients on or off inside."""
 
-    def __init__(self, mode: bool):
-        self.mode = bool(mode)
+    mode = True
+
+    def __init__(self) -> None:
         self.prev: list[bool] = []
 
     def __enter__(self) -> None:
@@ -29,25 +31,58 @@ class set_grad_enabled:  # noqa: N801 - PyTorch's name
         _state["enabled"] = self.prev.pop()
 
     def __call__(self, fn: F) -> F:
+        mode = self.mode
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with type(self)(self.mode):
+            with set_grad_enabled(mode):
                 return fn(*args, **kwargs)
         return wrapper  # type: ignore[return-value]
 
 
-class no_grad(set_grad_enabled):  # noqa: N801 - PyTorch's name
-    """Operations inside build no tape: `with fg.no_grad():` or `@fg.no_grad()`."""
+class set_grad_enabled(_GradMode):  # noqa: N801 - PyTorch's name
+    """Turn gradient recording on or off: as a context manager, a decorator, or a plain call that takes effect at
+    once (`fg.set_grad_enabled(False)`), like torch.set_grad_enabled."""
 
-    def __init__(self, mode: bool = False):
-        super().__init__(False)
+    def __init__(self, mode: bool):
+        super().__init__()
+        self.mode = bool(mode)
+        self.outer = _state["enabled"]
+        _state["enabled"] = self.mode
+
+    def __enter__(self) -> None:
+        self.prev.append(self.outer if not self.prev else _state["enabled"])
+        _state["enabled"] = self.mode
+
+    def __call__(self, fn: F) -> F:
+        _state["enabled"] = self.outer  # used as a decorator: only calls of fn change the mode
+        return super().__call__(fn)
 
 
-class enable_grad(set_grad_enabled):  # noqa: N801 - PyTorch's name
-    """Re-enable gradient recording inside a `no_grad` block."""
+class _NoArgMode(_GradMode):
+    """Usable as `with m():`, `@m()` and `@m` (no parentheses), like torch's."""
 
-    def __init__(self, mode: bool = True):
-        super().__init__(True)
+    def __new__(cls, fn: Callable[..., Any] | None = None) -> Any:
+        self = super().__new__(cls)
+        if fn is None:
+            return self
+        self.__init__()
+        return self(fn)
+
+    def __init__(self, fn: Callable[..., Any] | None = None) -> None:
+        super().__init__()
+
+
+class no_grad(_NoArgMode):  # noqa: N801 - PyTorch's name
+    """Operations inside build no tape: `with fg.no_grad():`, `@fg.no_grad()` or `@fg.no_grad`."""
+
+    mode = False
+
+
+class enable_grad(_NoArgMode):  # noqa: N801 - PyTorch's name
+    """Re-enable gradient recording inside a `no_grad` block (also a decorator)."""
+
+    mode = True
 
 
 def is_grad_enabled() -> bool:
@@ -66,14 +101,27 @@ def journal(obj: object, attr: str, old: Any) -> None:
         _state["journal"].append((obj, attr, old))
 
 
+def journal_dict(d: dict) -> None:
+    """Remember a dict's contents (e.g. optimizer state) so `eval_shape` can restore them; call before changing it."""
+    if _state["journal"] is not None:
+        _state["journal"].append((d, None, dict(d)))
+
+
 class recording_mutations:  # noqa: N801 - used like a context manager function
-    """Inside: mutations of tensors are journaled; on exit they are undone in reverse order."""
+    """Inside: mutations of tensors (and journaled dicts) are recorded; on exit they are undone in reverse order."""
 
     def __enter__(self) -> None:
         self.outer = _state["journal"]
         _state["journal"] = []
 
     def __exit__(self, *exc: object) -> None:
-        for obj, attr, old in reversed(_state["journal"]):
-            object.__setattr__(obj, attr, old)
-        _state["journal"] = self.outer
+        entries, _state["journal"] = _state["journal"], None  # undoing is not itself recorded
+        try:
+            for obj, attr, old in reversed(entries):
+                if attr is None:
+                    obj.clear()
+                    obj.update(old)
+                else:
+                    object.__setattr__(obj, attr, old)
+        finally:
+            _state["journal"] = self.outer

@@ -245,6 +245,8 @@ class IndexingMixin:
         d = self._dim(dim)
         if index.ndim > 1:
             raise shape_error(f"index_select: index must be 1-D, got shape {index.shape}")
+        if index.dtype not in (dt.int32, dt.int64):  # a float index would silently truncate
+            raise shape_error(f"index_select: index must be int32/int64, got {index.dtype.name}")
         index, valid = _wrap_negative(index.reshape(-1), self.shape[d], d)
         if valid is not None:  # out of range: make the gather raise when it runs
             index = valid.where(index, -1)
