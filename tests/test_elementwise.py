@@ -448,3 +448,10 @@ def test_bool_arithmetic_errors_like_torch():
         fg.tensor([1, 2]) & fg.tensor([3, 4])  # bitwise integer ops are not implemented (torch has them)
     with pytest.raises(fg.ShapeError):
         fg.ones(2, 3) + fg.ones(4)
+
+
+def test_tensor_where_method_follows_torch(device: str) -> None:
+    """x.where(cond, y) is torch.where(cond, x, y): self is the value, not the condition."""
+    x, y = randn(3, 4, seed=1), randn(3, 4, seed=2)
+    compare(lambda a, b: a.where(a > 0, b), None, x, y, device=device)
+    compare(lambda a, b: a.where(a > 0, 0.5), None, x, y, device=device)

@@ -158,7 +158,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     if p == 1:
         return x * 0
     keep = _uniform(x.shape, dt.float32, x.device) >= p
-    return keep.where(x * (1 / (1 - p)), 0.0)
+    return keep._select(x * (1 / (1 - p)), 0.0)
 
 
 def _like(fn: Any, name: str) -> Any:

@@ -130,7 +130,7 @@ class ElementwiseMixin(UnaryMixin):
                 return a._apply(Op.IDIV, a, b)
             a0, b0 = a.detach(), b.detach()
             q = (a0 - a0.fmod(b0)).div(b0).round()  # a - fmod(a, b) is an exact multiple of b: no 1-ulp misses
-            return a._zero_grad_from((b0 == 0).logical_or(a0.isinf()).where(a0.div(b0), q), b)
+            return a._zero_grad_from((b0 == 0).logical_or(a0.isinf())._select(a0.div(b0), q), b)
         if rounding_mode is not None:
             raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
         a, b = a._float_operand(), b._float_operand()
@@ -149,7 +149,7 @@ class ElementwiseMixin(UnaryMixin):
             return q - wrong_sign.cast(q.dtype)
         q = (a - mod).div(b) - wrong_sign.cast(a.dtype)  # PyTorch's exact algorithm: fmod first, then divide
         fq = q.floor()
-        return a0._zero_grad_from((b == 0).where(a.div(b), (q - fq > 0.5).where(fq + 1, fq)), b0)
+        return a0._zero_grad_from((b == 0)._select(a.div(b), (q - fq > 0.5)._select(fq + 1, fq)), b0)
 
     def fmod(self: Tensor, other: Any) -> Tensor:
         """Remainder with the sign of the dividend (C's fmod)."""
@@ -160,7 +160,7 @@ class ElementwiseMixin(UnaryMixin):
         """Remainder with the sign of the divisor (Python's %)."""
         a, b = self._operands(other, op="remainder")
         mod = a._apply(Op.MOD, a, b)
-        return ((mod != 0).logical_and((b < 0) != (mod < 0))).where(mod + b, mod)
+        return ((mod != 0).logical_and((b < 0) != (mod < 0)))._select(mod + b, mod)
 
     def pow(self: Tensor, exponent: Any) -> Tensor:
         """self ** exponent, with PyTorch's values and gradients for negative bases, zero bases and integers."""
@@ -341,8 +341,12 @@ class ElementwiseMixin(UnaryMixin):
 
     # ---- selection ----
 
-    def where(self: Tensor, x: Any, y: Any) -> Tensor:
-        """`x` where self (as a condition) is True, else `y` (tensor.where(x, y) = torch.where(self, x, y))."""
+    def where(self: Tensor, condition: Tensor, other: Any) -> Tensor:
+        """self where condition is True, else other (torch.Tensor.where)."""
+        return condition._select(self, other)
+
+    def _select(self: Tensor, x: Any, y: Any) -> Tensor:
+        """x where self (a condition) is True, else y: torch.where(self, x, y), the form the library uses inside."""
         cond = self.bool()
         a, b = promote([x, y], "where", cond)
         shape = broadcast_shape("where", cond.shape, a.shape)
@@ -359,7 +363,7 @@ class ElementwiseMixin(UnaryMixin):
         if a.dtype.category == 0:
             return a.logical_and(b)
         if a.dtype == dt.uint8:  # negation would wrap around
-            return (b < a).where(b, a)
+            return (b < a)._select(b, a)
         return a._apply(Op.MAX, a.neg(), b.neg()).neg()
 
     def clamp(self: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - PyTorch's names
@@ -368,9 +372,9 @@ class ElementwiseMixin(UnaryMixin):
             raise ValueError("clamp: at least one of min and max must be given")
         out = self
         if min is not None:
-            out = _nan_or(out < min, min).where(min, out)
+            out = _nan_or(out < min, min)._select(min, out)
         if max is not None:
-            out = _nan_or(out > max, max).where(max, out)
+            out = _nan_or(out > max, max)._select(max, out)
         return out
 
     clip = clamp
@@ -399,17 +403,17 @@ def _pow_float(b: Tensor, e: Tensor) -> Tensor:
     finite. Deviation: where torch's gradient is NaN (log of a negative base), this one is finite.
     """
     zero = b == 0
-    safe = zero.where(1.0, b)
+    safe = zero._select(1.0, b)
     mag = (e * safe.abs().log2()).exp2()
     e_is_int = e == e.floor()
     odd = e_is_int.logical_and(e.fmod(2) != 0)
-    non_int = safe.isinf().where(mag, b._c(float("nan")))  # (-inf) ** 0.5 is inf, (-2) ** 0.5 is NaN
-    general = (safe < 0).where(e_is_int.where(odd.where(-mag, mag), non_int), mag)
-    general = (e == 0).where(mag.isnan().where(1.0, mag), general)  # x ** 0 is 1 even for inf/NaN bases
-    general = (safe == 1).logical_and(e.isnan()).where(1.0, general)  # and 1 ** NaN is 1, as in C
+    non_int = safe.isinf()._select(mag, b._c(float("nan")))  # (-inf) ** 0.5 is inf, (-2) ** 0.5 is NaN
+    general = (safe < 0)._select(e_is_int._select(odd._select(-mag, mag), non_int), mag)
+    general = (e == 0)._select(mag.isnan()._select(1.0, mag), general)  # x ** 0 is 1 even for inf/NaN bases
+    general = (safe == 1).logical_and(e.isnan())._select(1.0, general)  # and 1 ** NaN is 1, as in C
     one, frac, neg = zero.logical_and(e == 1), zero.logical_and((e > 0).logical_and(e < 1)), zero.logical_and(e < 0)
-    at_zero = (e == 0).where(b._c(1.0), b._c(0.0))
-    at_zero = one.where(b, at_zero)
-    at_zero = frac.where(frac.where(b, 1.0).sqrt(), at_zero)
-    at_zero = neg.where(neg.where(b, 1.0).reciprocal(), at_zero)
-    return zero.where(at_zero, general)
+    at_zero = (e == 0)._select(b._c(1.0), b._c(0.0))
+    at_zero = one._select(b, at_zero)
+    at_zero = frac._select(frac._select(b, 1.0).sqrt(), at_zero)
+    at_zero = neg._select(neg._select(b, 1.0).reciprocal(), at_zero)
+    return zero._select(at_zero, general)

@@ -34,7 +34,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {name: _forward(name) for name in MET
 
 def where(condition: Tensor, input: Any, other: Any) -> Tensor:  # noqa: A002 - PyTorch's argument name
     """`input` where condition is True, else `other` (broadcast together)."""
-    return condition.where(input, other)
+    return condition._select(input, other)
 
 
 def one_hot(x: Tensor, num_classes: int = -1) -> Tensor:

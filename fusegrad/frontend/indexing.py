@@ -151,7 +151,7 @@ def _wrap_negative(t: Tensor, n: int, dim: int) -> tuple[Tensor, Tensor | None]:
     else:
         valid = (t >= -n) & (t < n)
     t = t.long()
-    return (t < 0).where(t + n, t), valid
+    return (t < 0)._select(t + n, t), valid
 
 
 def _mask_to_indices(mask: Tensor) -> list[Tensor]:
@@ -184,7 +184,7 @@ class IndexingMixin:
             ok = plan.valid[0]._broadcast_to(bshape)
             for v in plan.valid[1:]:
                 ok = ok & v._broadcast_to(bshape)
-            flat = ok.where(flat, -1)
+            flat = ok._select(flat, -1)
         x = x.reshape((math.prod(sizes),) + x.shape[len(dims):])
         count = math.prod(bshape)
         idx = flat.reshape((count,) + (1,) * (x.ndim - 1)).expand((count,) + x.shape[1:])
@@ -230,7 +230,7 @@ class IndexingMixin:
             view_shape = tuple(len(range(b, e, s)) for (b, e), s in zip(plan.bounds, plan.steps))
             placed = _place(v.reshape(view_shape), plan.bounds, plan.steps, self.shape)
             mask = _place(self._const(True, view_shape, dt.bool_), plan.bounds, plan.steps, self.shape)
-        self._inplace(lambda old: mask.where(placed, old))
+        self._inplace(lambda old: mask._select(placed, old))
 
     def gather(self: Tensor, dim: int, index: Tensor) -> Tensor:
         """out[i][j] = self[index[i][j]][j] for dim=0 (and likewise for other dims), like torch.gather."""
@@ -249,7 +249,7 @@ class IndexingMixin:
             raise shape_error(f"index_select: index must be int32/int64, got {index.dtype.name}")
         index, valid = _wrap_negative(index.reshape(-1), self.shape[d], d)
         if valid is not None:  # out of range: make the gather raise when it runs
-            index = valid.where(index, -1)
+            index = valid._select(index, -1)
         shape = tuple(index.shape[0] if i == d else s for i, s in enumerate(self.shape))
         return self.gather(d, index.reshape([-1 if i == d else 1 for i in range(self.ndim)]).expand(shape))
 
@@ -259,7 +259,7 @@ class IndexingMixin:
             raise TypeError(f"masked_fill: mask must be bool, got {mask.dtype.name}")
         if broadcast_shape("masked_fill", self.shape, mask.shape) != self.shape:
             raise shape_error(f"masked_fill: mask shape {mask.shape} must broadcast to the tensor's shape {self.shape}")
-        return mask.where(self._const(value, (), self.dtype), self)
+        return mask._select(self._const(value, (), self.dtype), self)
 
     def one_hot(self: Tensor, num_classes: int = -1) -> Tensor:
         """int64 one-hot rows of length num_classes (-1: max + 1) for an integer tensor."""

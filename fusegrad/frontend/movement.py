@@ -278,7 +278,7 @@ class MovementMixin:
         out = x._pad(grow)
         if value != 0 and any(b or a for b, a in grow):
             mask = x._const(True, dtype=bool_)._pad(grow)
-            out = mask.where(out, value)
+            out = mask._select(out, value)
         return out
 
     def unfold(self: Tensor, dimension: int, size: int, step: int) -> Tensor:

@@ -69,7 +69,7 @@ class ReduceMixin:
         """Standard deviation (square root of var); its gradient is 0 where it is 0, as in torch (not inf * 0)."""
         v = self.var(dim, unbiased, keepdim, correction=correction)
         zero = v == 0
-        return zero.where(0.0, zero.where(1.0, v).sqrt())
+        return zero._select(0.0, zero._select(1.0, v).sqrt())
 
     def amax(self: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """Maximum over dims; ties share the gradient evenly."""
@@ -112,7 +112,7 @@ class ReduceMixin:
             d = self._dim(dim)
             n = self.shape[d]
             pos = self._wrap(self._arange_node(n, dt.int64)).reshape([n if i == d else 1 for i in range(self.ndim)])
-            values = (pos == idx).where(self, 0)._reduce(Op.SUM, d, True)  # where, not *, so inf/NaN elsewhere stay out
+            values = (pos == idx)._select(self, 0)._reduce(Op.SUM, d, True)  # where, not *, so inf/NaN elsewhere stay out
         if not keepdim:
             values, idx = values.squeeze(dim), idx.squeeze(dim)
         return ValuesIndices(values, idx)
@@ -128,7 +128,7 @@ class ReduceMixin:
         hit = (x == best).logical_or(x.isnan()) if x.dtype.is_floating_point else x == best
         n = self.shape[d] if self.ndim else 1
         pos = x._wrap(x._arange_node(n, dt.int64)).reshape([n if i == d else 1 for i in range(self.ndim)])
-        return (-(hit.where(-pos, -n).amax(d, keepdim))) if self.ndim else pos.sum() * 0
+        return (-(hit._select(-pos, -n).amax(d, keepdim))) if self.ndim else pos.sum() * 0
 
     def argmin(self: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
         """Index of the first minimum (NaN counts as the minimum), as int64."""
@@ -181,7 +181,7 @@ class ReduceMixin:
         if x._count(dim) == 0:  # no max to subtract; the sum is 0 and its log -inf
             return x.exp().sum(dim, keepdim).log()
         m = x.amax(dim, keepdim=True).detach()
-        m = m.isinf().where(0.0, m)
+        m = m.isinf()._select(0.0, m)
         out = (x - m).exp().sum(dim, keepdim=True).log() + m
         return out if keepdim else out.squeeze(self._axes(dim))
 
@@ -210,5 +210,5 @@ class ReduceMixin:
         pos = x._wrap(x._arange_node(n, dt.int64))
         tri = pos.reshape(n, 1) >= pos.reshape(1, n)  # tri[i, j]: element j counts toward output i
         rows = x.unsqueeze(-2).expand(x.shape[:-1] + (n, n))
-        out = tri.where(rows, x._const(0, ())).sum(-1, dtype=dtype)
+        out = tri._select(rows, x._const(0, ())).sum(-1, dtype=dtype)
         return out.movedim(-1, d)

@@ -82,8 +82,8 @@ class UnaryMixin:
         x = self._float_operand()
         u = x + 1
         exact = (u == 1).logical_or(u.isinf())  # where the correction term would be 0/0 or inf/inf
-        safe = exact.where(2.0, u)  # a stand-in where unused, so that branch's gradient stays finite
-        return exact.where((u == 1).where(x, u.log()), safe.log() * (x / (safe - 1)))
+        safe = exact._select(2.0, u)  # a stand-in where unused, so that branch's gradient stays finite
+        return exact._select((u == 1)._select(x, u.log()), safe.log() * (x / (safe - 1)))
 
     @in_float32
     def expm1(self: Tensor) -> Tensor:
@@ -91,8 +91,8 @@ class UnaryMixin:
         x = self._float_operand()
         u = x.exp()
         exact = (u == 1).logical_or(u.isinf()).logical_or(u == 0)  # u - 1 is already exact (or x is -inf)
-        safe = exact.where(2.0, u)  # a stand-in where unused, so that branch's gradient stays finite
-        return exact.where((u == 1).where(x, u - 1), (safe - 1) * (x / safe.log()))
+        safe = exact._select(2.0, u)  # a stand-in where unused, so that branch's gradient stays finite
+        return exact._select((u == 1)._select(x, u - 1), (safe - 1) * (x / safe.log()))
 
     def sqrt(self: Tensor) -> Tensor:
         """Square root."""
@@ -125,8 +125,8 @@ class UnaryMixin:
         """1 / (1 + exp(-self)), computed from exp(-|self|) so neither branch overflows."""
         x = self._float_operand()
         pos = x >= 0
-        z = (-pos.where(x, -x)).exp()  # not abs(): its zero gradient at 0 would zero sigmoid'(0)
-        return pos.where(1 / (1 + z), z / (1 + z))
+        z = (-pos._select(x, -x)).exp()  # not abs(): its zero gradient at 0 would zero sigmoid'(0)
+        return pos._select(1 / (1 + z), z / (1 + z))
 
     @in_float32
     def tanh(self: Tensor) -> Tensor:
@@ -135,18 +135,18 @@ class UnaryMixin:
 
     def relu(self: Tensor) -> Tensor:
         """max(self, 0); NaN stays NaN and the gradient at 0 is 0, like PyTorch."""
-        return (self <= 0).where(self._c(0), self)
+        return (self <= 0)._select(self._c(0), self)
 
     def leaky_relu(self: Tensor, negative_slope: float = 0.01) -> Tensor:
         """self where positive, else negative_slope * self."""
-        return (self > 0).where(self, self * negative_slope)
+        return (self > 0)._select(self, self * negative_slope)
 
     @in_float32
     def elu(self: Tensor, alpha: float = 1.0) -> Tensor:
         """self where positive, else alpha * (exp(self) - 1); the gradient at 0 is alpha, like PyTorch."""
         x = self._float_operand()
         pos = x > 0
-        return pos.where(x, alpha * pos.where(0.0, x).expm1())  # exp only sees x <= 0: no overflow
+        return pos._select(x, alpha * pos._select(0.0, x).expm1())  # exp only sees x <= 0: no overflow
 
     @in_float32
     def silu(self: Tensor) -> Tensor:
@@ -159,19 +159,19 @@ class UnaryMixin:
         x = self._float_operand()
         bx = x * beta
         over = bx > threshold
-        return over.where(x, over.where(0.0, bx).exp().log1p() / beta)  # exp only sees bx <= threshold
+        return over._select(x, over._select(0.0, bx).exp().log1p() / beta)  # exp only sees bx <= threshold
 
     @in_float32
     def erf(self: Tensor) -> Tensor:
         """The error function (Abramowitz-Stegun 7.1.26, absolute error below 1.5e-7)."""
         x = self._float_operand()
         neg = x < 0
-        a = neg.where(-x, x)  # |x| with gradient 1 at 0 (abs() has 0 there); NaN stays NaN
-        a = (a > 10).where(10.0, a)  # erf is exactly +-1 there; also keeps inf * 0 out of the gradient
+        a = neg._select(-x, x)  # |x| with gradient 1 at 0 (abs() has 0 there); NaN stays NaN
+        a = (a > 10)._select(10.0, a)  # erf is exactly +-1 there; also keeps inf * 0 out of the gradient
         t = 1 / (1 + 0.3275911 * a)
         poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
         e = 1 - poly * (-a * a).exp()
-        return neg.where(-e, e)
+        return neg._select(-e, e)
 
     @in_float32
     def gelu(self: Tensor, approximate: str = "none") -> Tensor:
@@ -188,7 +188,7 @@ class UnaryMixin:
         torch's floor, sign, round and rounding divisions: their outputs require grad and backpropagate zeros."""
         for src in (self, *others):
             if src.requires_grad:
-                value = src._const(True, value.shape, dt.bool_).where(value, src)
+                value = src._const(True, value.shape, dt.bool_)._select(value, src)
         return value
 
     def _integral(self: Tensor, adjust: Any) -> Tensor:
@@ -198,7 +198,7 @@ class UnaryMixin:
         x = self.detach()
         big = {dt.float16: 2.0**10, dt.float32: 2.0**23}.get(self.dtype, 2.0**52)
         t = x.cast(dt.int64).cast(self.dtype)
-        return self._zero_grad_from((x.abs() < big).where(adjust(t, x), x))
+        return self._zero_grad_from((x.abs() < big)._select(adjust(t, x), x))
 
     def trunc(self: Tensor) -> Tensor:
         """Round toward zero."""
@@ -222,7 +222,7 @@ class UnaryMixin:
         f = self.floor()
         d = self - f
         half_odd = (d == 0.5).logical_and(f.fmod(2) != 0)
-        return (d > 0.5).logical_or(half_odd).where(f + 1, f)
+        return (d > 0.5).logical_or(half_odd)._select(f + 1, f)
 
     def lerp(self: Tensor, end: Any, weight: Any) -> Tensor:
         """self + weight * (end - self)."""

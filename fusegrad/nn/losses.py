@@ -38,21 +38,21 @@ def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta:
     d = (input - target).abs()
     if beta == 0:
         return _reduce(d, reduction)
-    return _reduce((d < beta).where(0.5 * d.square() / beta, d - 0.5 * beta), reduction)
+    return _reduce((d < beta)._select(0.5 * d.square() / beta, d - 0.5 * beta), reduction)
 
 
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
     """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
     _same_shape("huber_loss", input, target)
     d = (input - target).abs()
-    return _reduce((d < delta).where(0.5 * d.square(), delta * (d - 0.5 * delta)), reduction)
+    return _reduce((d < delta)._select(0.5 * d.square(), delta * (d - 0.5 * delta)), reduction)
 
 
 def _weighted_mean(total: Tensor, denom: Tensor) -> Tensor:
     """total / denom, but with a zero (not NaN) gradient when denom is 0 (every target ignored): torch's value is
     NaN there and its gradient 0."""
     empty = denom == 0
-    return total / empty.where(1.0, denom) + empty.where(float("nan"), 0.0).to(total.dtype)
+    return total / empty._select(1.0, denom) + empty._select(float("nan"), 0.0).to(total.dtype)
 
 
 def _class_weights(weight: Tensor | None, ndim: int, class_dim: int) -> Tensor | None:
@@ -71,7 +71,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
     if target.is_floating_point():
         raise TypeError(f"nll_loss: target must hold class indices (int64), got {target.dtype.name}")
     keep = target != ignore_index
-    safe = keep.where(target, 0).long()
+    safe = keep._select(target, 0).long()
     picked = -input.gather(class_dim, safe.unsqueeze(class_dim)).squeeze(class_dim)
     w = keep.float().to(input.dtype)
     if weight is not None:
@@ -102,9 +102,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
         return nll
     keep = target != ignore_index
     w = _class_weights(weight, input.ndim, class_dim)
-    smooth = keep.where(-(logp * (w if w is not None else 1)).sum(class_dim), 0.0)
+    smooth = keep._select(-(logp * (w if w is not None else 1)).sum(class_dim), 0.0)
     if reduction == "mean":
-        denom = weight[keep.where(target, 0).long()].mul(keep.float()).sum() if weight is not None \
+        denom = weight[keep._select(target, 0).long()].mul(keep.float()).sum() if weight is not None \
             else keep.float().sum()
         smooth = _weighted_mean(smooth.sum(), denom)
     else:
@@ -133,7 +133,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     _same_shape("binary_cross_entropy_with_logits", input, target)
     # -log(sigmoid(x)) = log(1 + e^-|x|) + max(-x, 0); -|x| is written with slope -1 at 0 (abs has 0 there) so that
     # the gradient at x = 0 is sigmoid(0) - 1
-    neg_abs = (input < 0).where(input, -input)
+    neg_abs = (input < 0)._select(input, -input)
     log_sig_neg = neg_abs.exp().log1p() + (-input).relu()
     coeff = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
     loss = (1 - target) * input + coeff * log_sig_neg
@@ -145,7 +145,7 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: b
     if log_target:
         loss = target.exp() * (target - input)
     else:
-        loss = (target > 0).where(target * (target > 0).where(target, 1.0).log(), 0.0) - target * input
+        loss = (target > 0)._select(target * (target > 0)._select(target, 1.0).log(), 0.0) - target * input
     if reduction == "batchmean":
         return loss.sum() / (input.shape[0] if input.ndim else 1)
     return _reduce(loss, reduction)
