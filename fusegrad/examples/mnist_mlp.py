@@ -37,24 +37,26 @@ def accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 1000) -> f
     return correct / len(data)
 
 
-def train(epochs: int = 1, batch_size: int = 64, lr: float = 0.05, seed: int = 0,
+def train(epochs: int = 1, batch_size: int = 64, lr: float = 0.1, seed: int = 0,
           plot: str | None = None) -> float:
-    """Train with SGD + momentum; returns the final test accuracy."""
+    """Train with SGD + momentum and a cosine learning-rate decay per step; returns the final test accuracy."""
     fg.manual_seed(seed)
     train_set, test_set = as_tensors("train"), as_tensors("test")
     model = make_model()
     opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=seed)
+    schedule = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
     losses: list[float] = []
     acc = 0.0
     for epoch in range(epochs):
         start, steps = time.perf_counter(), 0
-        bar = progress(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="step")
+        bar = progress(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="step", mininterval=1.0)
         for x, y in bar:
             loss = nn.functional.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            schedule.step()
             losses.append(loss.item())
             steps += 1
             if steps % 50 == 0 and hasattr(bar, "set_postfix"):
@@ -72,9 +74,9 @@ def train(epochs: int = 1, batch_size: int = 64, lr: float = 0.05, seed: int = 0
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", metavar="PNG", help="write the loss curve to this file")
     args = parser.parse_args()

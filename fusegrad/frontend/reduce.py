@@ -112,7 +112,7 @@ class ReduceMixin:
             d = self._dim(dim)
             n = self.shape[d]
             pos = self._wrap(self._arange_node(n, dt.int64)).reshape([n if i == d else 1 for i in range(self.ndim)])
-            values = (pos == idx)._select(self, 0)._reduce(Op.SUM, d, True)  # where, not *, so inf/NaN elsewhere stay out
+            values = (pos == idx)._select(self, 0)._reduce(Op.SUM, d, True)  # where, not *: inf/NaN elsewhere stay out
         if not keepdim:
             values, idx = values.squeeze(dim), idx.squeeze(dim)
         return ValuesIndices(values, idx)
