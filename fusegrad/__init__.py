@@ -45,6 +45,7 @@ globals().update(FUNCTIONS)
 concat = concatenate = cat
 
 from . import data, nn, optim  # noqa: E402,F401 - last: the library layer uses the names above
+from .io import load, save  # noqa: E402,F401 - checkpoints (safetensors files), part of the library layer
 
 
 def realize(*tensors: Tensor) -> None:

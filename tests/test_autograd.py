@@ -316,7 +316,8 @@ def test_hessian_vector_product_mlp(device: str) -> None:
     t = [torch.tensor(a, requires_grad=i > 0) for i, a in enumerate(arrays)]
     fgs = fg.grad(_mlp(*f), f[1:], create_graph=True)
     tgs = torch.autograd.grad(_mlp(*t), t[1:], create_graph=True)
-    fdot = sum(((g * fg.tensor(v, device=device)).sum() for g, v in zip(fgs, vs)), fg.zeros((), dtype=fg.float64))
+    zero = fg.zeros((), dtype=fg.float64, device=device)
+    fdot = sum(((g * fg.tensor(v, device=device)).sum() for g, v in zip(fgs, vs)), zero)
     tdot = sum((g * torch.tensor(v)).sum() for g, v in zip(tgs, vs))
     for got, want in zip(fg.grad(fdot, f[1:]), torch.autograd.grad(tdot, t[1:])):
         assert_close(got, want, 1e-10, 1e-10)

@@ -128,7 +128,8 @@ def test_pow_negative_base_tensor_integer_exponent(device):
     base = randn(3, 4, seed=10)
     exps = np.array([0.0, 1.0, 2.0, 3.0])
     # the exponent is a constant: torch's exponent gradient is NaN at negative bases
-    compare(lambda x: x ** (torch.tensor(exps) if isinstance(x, torch.Tensor) else fg.tensor(exps)), None, base,
+    compare(lambda x: x ** (torch.tensor(exps) if isinstance(x, torch.Tensor) else fg.tensor(exps, device=x.device)),
+            None, base,
             device=device, atol=1e-9, rtol=1e-9)
     compare(lambda x: x ** 0.5, None, base, device=device, grad=False)  # NaN for negative bases
 
@@ -141,7 +142,8 @@ def test_pow_at_zero_base(device, e):
     # gradients at 0 are torch's e * 0 ** (e - 1): 0, 1 or +-inf, never NaN
     compare(lambda x: x ** e, None, ZERO_BASE, device=device, atol=1e-12)
     exps = ZERO_BASE * 0 + e
-    compare(lambda x: x ** (torch.tensor(exps) if isinstance(x, torch.Tensor) else fg.tensor(exps)), None,
+    compare(lambda x: x ** (torch.tensor(exps) if isinstance(x, torch.Tensor) else fg.tensor(exps, device=x.device)),
+            None,
             ZERO_BASE, device=device, atol=1e-12)
     if e >= 0:  # torch's exponent gradient at a zero base is masked to 0 for e >= 0 (and -inf below)
         compare(lambda x, y: x ** y, None, ZERO_BASE, exps, device=device, atol=1e-12)

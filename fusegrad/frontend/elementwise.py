@@ -49,9 +49,12 @@ def promote(items: list[Any], op: str, like: Tensor, dtype: dt.DType | None = No
         dtype = dt.result_type(*[(x.dtype, 0 if x.ndim else 1) if isinstance(x, Tensor) else (dt.scalar_dtype(x), 2)
                                  for x in items])
     shape = broadcast_shape(op, *[x.shape for x in tensors])
-    devices = {x.device for x in tensors} | {like.device}
+    devices = {x.device for x in tensors if x.ndim} or {like.device}
     if len(devices) > 1:
         raise shape_error(f"{op}: tensors are on different devices {sorted(devices)}; move them with .to()")
+    device = devices.pop()  # 0-d tensors elsewhere act as scalars and move, as in PyTorch
+    items = [x.to(device) if isinstance(x, Tensor) and x.device != device else x for x in items]
+    like = next((x for x in items if isinstance(x, Tensor)), like) if like.device != device else like
     return [(x if isinstance(x, Tensor) else like._const(_scalar_value(x, dtype), (), dtype))
             .cast(dtype)._broadcast_to(shape) for x in items]
 

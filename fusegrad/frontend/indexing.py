@@ -127,6 +127,8 @@ def _as_item(i: Any, device: str) -> Any:
             raise shape_error("indexing with a 0-d bool tensor gives a data-dependent shape, which eval_shape "
                               "cannot know")
         return bool(i.item())
+    if isinstance(i, Tensor) and i.device != device:  # like torch, index tensors may live on another device
+        return i.to(device)
     return i
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import fusegrad as fg
 from fusegrad import Tensor
 
+from .embedding import embedding
 from .losses import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -18,10 +19,12 @@ from .losses import (
     nll_loss,
     smooth_l1_loss,
 )
+from .normalization import batch_norm, group_norm, layer_norm, rms_norm
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "dropout", "elu", "gelu",
            "huber_loss", "kl_div", "l1_loss", "leaky_relu", "linear", "log_softmax", "mse_loss", "nll_loss",
            "one_hot", "pad", "relu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "tanh"]
+__all__ += ["batch_norm", "embedding", "group_norm", "layer_norm", "rms_norm"]
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -105,3 +108,21 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 def pad(input: Tensor, pad: tuple[int, ...], mode: str = "constant", value: float = 0.0) -> Tensor:
     """Pad the last dims: (left, right) of the last dim first."""
     return input.pad(pad, mode, value)
+
+
+from .attention import scaled_dot_product_attention  # noqa: E402 - last: attention.py's layers import imports this
+
+__all__ += ["scaled_dot_product_attention"]
+
+from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: E402
+from .pooling import (  # noqa: E402
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    max_pool1d,
+    max_pool2d,
+)
+
+__all__ += ["adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "conv1d", "conv2d",
+            "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d"]

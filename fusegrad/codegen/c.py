@@ -1,0 +1,146 @@
+"""Print loop IR as C99: restrict pointers, plain nested loops the compiler vectorizes, OpenMP on big outer loops."""
+from __future__ import annotations
+
+from ..dtype import DType, bool_, float16, float32, float64, int32, int64, uint8
+from ..graph import Op
+from . import ir
+
+C_TYPES = {bool_: "_Bool", uint8: "uint8_t", int32: "int32_t", int64: "int64_t", float16: "_Float16",
+           float32: "float", float64: "double"}
+# the type arithmetic happens in (float16 computes in float and rounds when stored in a _Float16 variable)
+COMPUTE = {float16: "float"}
+MATH_SUFFIX = {float16: "f", float32: "f", float64: ""}
+MIN_VALUES = {bool_: "0", uint8: "0", int32: "INT32_MIN", int64: "INT64_MIN", float16: "-INFINITY",
+              float32: "-INFINITY", float64: "-INFINITY"}
+
+PRELUDE = """#include <math.h>
+#include <stdint.h>
+static inline uint32_t fg_hash32(uint32_t x) {
+  x ^= x >> 16; x *= 0x7FEB352Du; x ^= x >> 15; x *= 0x846CA68Bu; return x ^ (x >> 16);
+}
+static inline float fg_rand(uint64_t seed, uint64_t counter) {
+  uint32_t key = fg_hash32((uint32_t)seed ^ fg_hash32((uint32_t)(seed >> 32)));
+  uint32_t bits = fg_hash32(fg_hash32((uint32_t)counter ^ key) ^ ((uint32_t)(counter >> 32) * 0x9E3779B9u));
+  return (float)(bits >> 8) * 0x1p-24f;
+}
+"""
+
+
+def _literal(value: bool | int | float, dtype: DType) -> str:
+    if dtype.is_floating_point:
+        v = float(value)
+        if v != v:
+            return "NAN"
+        if v in (float("inf"), float("-inf")):
+            return "INFINITY" if v > 0 else "-INFINITY"
+        return repr(v) + ("f" if dtype != float64 else "")
+    if dtype == bool_:
+        return "1" if value else "0"
+    v = int(value)
+    if dtype == int64:
+        return "INT64_MIN" if v == -(2**63) else f"{v}LL"
+    return str(v)
+
+
+def _max(a: str, b: str, dtype: DType) -> str:
+    if dtype.is_floating_point:  # NaN wins, like numpy.maximum
+        return f"(({a}>{b}||{a}!={a})?{a}:{b})"
+    return f"({a}>{b}?{a}:{b})"
+
+
+def _apply(v: ir.Apply, r: list[str]) -> str:
+    """One primitive op on rendered operands."""
+    op, dtype = v.op, v.dtype
+    src = v.srcs[0]
+    sdtype = _dtype(src)
+    m = MATH_SUFFIX.get(sdtype, "")
+    table = {
+        Op.NEG: lambda: f"(-{r[0]})",
+        Op.EXP2: lambda: f"exp2{m}({r[0]})",
+        Op.LOG2: lambda: f"log2{m}({r[0]})",
+        Op.SIN: lambda: f"sin{m}({r[0]})",
+        Op.SQRT: lambda: f"sqrt{m}({r[0]})",
+        Op.RECIP: lambda: f"(1/({COMPUTE.get(dtype, C_TYPES[dtype])})({r[0]}))",
+        Op.CAST: lambda: f"(({C_TYPES[dtype]})({r[0]}))",
+        Op.ADD: lambda: f"({r[0]}||{r[1]})" if dtype == bool_ else f"({r[0]}+{r[1]})",
+        Op.MUL: lambda: f"({r[0]}&&{r[1]})" if dtype == bool_ else f"({r[0]}*{r[1]})",
+        Op.MAX: lambda: _max(r[0], r[1], dtype),
+        Op.CMPLT: lambda: f"({r[0]}<{r[1]})",
+        Op.CMPEQ: lambda: f"({r[0]}=={r[1]})",
+        # integer division must not trap: x/0 gives 0, and INT_MIN/-1 wraps (-fwrapv) instead of faulting
+        Op.IDIV: lambda: f"({r[1]}==0?0:{r[1]}==-1?-{r[0]}:{r[0]}/{r[1]})",
+        Op.MOD: lambda: f"fmod{m}({r[0]},{r[1]})" if dtype.is_floating_point else
+        f"(({r[1]}==0||{r[1]}==-1)?0:{r[0]}%{r[1]})",
+        Op.WHERE: lambda: f"({r[0]}?{r[1]}:{r[2]})",
+    }
+    return table[op]()
+
+
+def _dtype(v: ir.Value) -> DType | None:
+    if isinstance(v, ir.Rand):
+        return float32
+    if isinstance(v, ir.Valid):
+        return bool_
+    return v.dtype
+
+
+def _cond(c) -> str:  # noqa: ANN001 - symbolic.Cond
+    return c.render()
+
+
+def render_value(v: ir.Value) -> str:
+    """C expression for a value."""
+    if isinstance(v, ir.Const):
+        return _literal(v.value, v.dtype)
+    if isinstance(v, ir.Ref):
+        return v.name
+    if isinstance(v, ir.Valid):
+        return f"({_cond(v.cond)})"
+    if isinstance(v, ir.Rand):
+        return f"fg_rand({v.seed}ULL,(uint64_t)({v.counter.render()}))"
+    if isinstance(v, ir.Load):
+        load = f"{v.buf}[{v.index.render()}]"
+        return load if v.cond.always else f"(({_cond(v.cond)})?{load}:0)"
+    if isinstance(v, ir.GatherLoad):
+        p = render_value(v.position)
+        ok = f"({p}>=0&&{p}<{v.size})"
+        guard = ok if v.cond.always else f"({_cond(v.cond)})&&{ok}"
+        return (f"(({guard})?{v.buf}[{v.base.render()}+({p})*{v.stride}]:"
+                f"((({_cond(v.cond)})&&(*err=1)),0))")
+    return _apply(v, [render_value(s) for s in v.srcs])
+
+
+def _stmt(s: ir.Stmt, depth: int) -> list[str]:
+    pad = "  " * depth
+    if isinstance(s, ir.Loop):
+        head = [f"{pad}#pragma omp parallel for"] if s.parallel else []
+        body = [line for b in s.body for line in _stmt(b, depth + 1)]
+        return head + [f"{pad}for (int64_t {s.var} = 0; {s.var} < {s.size}; {s.var}++) {{", *body, f"{pad}}}"]
+    if isinstance(s, ir.Let):
+        return [f"{pad}{C_TYPES[_dtype(s.value)]} {s.name} = {render_value(s.value)};"]
+    if isinstance(s, ir.DeclareAcc):
+        t = "double" if s.acc.dtype in (float16, float32) and s.op is Op.SUM else \
+            COMPUTE.get(s.acc.dtype, C_TYPES[s.acc.dtype])
+        init = "0" if s.op is Op.SUM else MIN_VALUES[s.acc.dtype]
+        return [f"{pad}{t} {s.acc.name} = {init};"]
+    if isinstance(s, ir.Accumulate):
+        v, a = render_value(s.value), s.acc.name
+        if s.op is Op.SUM:
+            return [f"{pad}{a} = {a} || {v};" if s.acc.dtype == bool_ else f"{pad}{a} += {v};"]
+        return [f"{pad}{{ {C_TYPES[s.acc.dtype]} x = {v}; {a} = {_max('x', a, s.acc.dtype)}; }}"]
+    if isinstance(s, ir.Store):
+        return [f"{pad}{s.buf}[{s.index.render()}] = {render_value(s.value)};"]
+    raise TypeError(f"unknown statement {s!r}")
+
+
+def render_c(kernel: ir.Kernel) -> str:
+    """The C function for one kernel (the prelude with helpers is `PRELUDE`, printed once per file)."""
+    params = []
+    for p in kernel.params:
+        if p.name == "err":
+            params.append("int32_t* restrict err")
+        else:
+            const = "" if p.writable else "const "
+            params.append(f"{const}{C_TYPES[p.dtype]}* restrict {p.name}")
+    body = [line for s in kernel.body for line in _stmt(s, 1)]
+    return f"void {kernel.name}({', '.join(params)}) {{\n" + "\n".join(body) + "\n}\n"

@@ -1,0 +1,134 @@
+"""The loop IR: what a kernel does, independent of the language it is printed in (C, CUDA, OpenCL).
+
+A kernel is loops over its output shape (and, for a reduction, inner loops over the reduced axes), `Let`s that
+compute values once, and one `Store`. Values are small trees over loads, constants and primitive ops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..dtype import DType
+from ..graph import Op
+from .symbolic import Cond, Index
+
+
+@dataclass(frozen=True)
+class Param:
+    """A kernel argument: a buffer (read or written) or the error flag."""
+
+    name: str
+    dtype: DType
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class Const:
+    value: bool | int | float
+    dtype: DType
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A value computed earlier by a `Let` (or an accumulator)."""
+
+    name: str
+    dtype: DType
+
+
+@dataclass(frozen=True)
+class Load:
+    """buf[index] where cond holds, else 0 (padding)."""
+
+    buf: str
+    index: Index
+    cond: Cond
+    dtype: DType
+
+
+@dataclass(frozen=True)
+class GatherLoad:
+    """buf[base + position * stride] for a data-dependent position in [0, size); outside: 0 and the error flag."""
+
+    buf: str
+    base: Index
+    position: Value
+    stride: int
+    size: int
+    cond: Cond
+    dtype: DType
+
+
+@dataclass(frozen=True)
+class Valid:
+    """True where a padded view holds real data."""
+
+    cond: Cond
+
+
+@dataclass(frozen=True)
+class Rand:
+    """Counter-based uniform float in [0, 1): hash of (seed, counter)."""
+
+    seed: int
+    counter: Index
+
+
+@dataclass(frozen=True)
+class Apply:
+    """A primitive elementwise op (NEG ... WHERE, CAST to `dtype`)."""
+
+    op: Op
+    srcs: tuple[Value, ...]
+    dtype: DType
+
+
+Value = Const | Ref | Load | GatherLoad | Valid | Rand | Apply
+
+
+@dataclass
+class Let:
+    name: str
+    value: Value
+
+
+@dataclass
+class Accumulate:
+    """acc = acc (+ or max) value."""
+
+    acc: Ref
+    op: Op
+    value: Value
+
+
+@dataclass
+class Store:
+    buf: str
+    index: Index
+    value: Value
+
+
+@dataclass
+class Loop:
+    var: str
+    size: int
+    body: list[Stmt] = field(default_factory=list)
+    parallel: bool = False
+
+
+@dataclass
+class DeclareAcc:
+    """Start an accumulator at the reduction's identity."""
+
+    acc: Ref
+    op: Op
+
+
+Stmt = Let | Accumulate | Store | Loop | DeclareAcc
+
+
+@dataclass
+class Kernel:
+    name: str
+    params: list[Param]
+    body: list[Stmt]
+    uses_error_flag: bool = False

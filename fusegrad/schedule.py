@@ -1,0 +1,113 @@
+"""Cut a graph into kernels: fuse every elementwise and movement op into its consumer, realize the rest.
+
+A kernel computes one node into a new buffer; everything unrealized below it is inlined, except the nodes that must
+be buffers of their own (realization points): reductions (each kernel has at most one, with its elementwise
+prologue fused in), MATMUL results, MATMUL operands that are not plain strided views of a buffer, and GATHER
+sources. Inlined subgraphs shared by several kernels are recomputed (they are elementwise, so that is cheap);
+within one kernel each node is computed once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .graph import MOVEMENT, REDUCE, Node, Op, toposort
+from .view import View
+
+MAX_FUSED_DEPTH = 128
+
+
+@dataclass
+class ScheduleItem:
+    """One unit of work: compute `out` into its own buffer, reading the realized nodes in `inputs`."""
+
+    out: Node
+    kind: str  # "kernel" (fused loop nest), "matmul" (BLAS-style library call)
+    inputs: list[Node] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.out.op.name} {self.out.shape} {self.out.dtype.name} reads {len(self.inputs)}>"
+
+
+def strided_view(node: Node) -> tuple[Node, View] | None:
+    """If `node` is movement ops over a realized buffer expressible as one unmasked View, that buffer and View."""
+    chain = []
+    while not node.realized and node.op in MOVEMENT:
+        chain.append(node)
+        node = node.srcs[0]
+    if not node.realized:
+        return None
+    view: View | None = View.contiguous(node.shape)
+    for n in reversed(chain):
+        view = _apply_view(view, n)
+        if view is None or view.mask is not None:
+            return None
+    return node, view
+
+
+def _apply_view(view: View, n: Node) -> View | None:
+    if n.op is Op.RESHAPE:
+        return view.reshape(n.arg)
+    if n.op is Op.PERMUTE:
+        return view.permute(n.arg)
+    if n.op is Op.EXPAND:
+        return view.expand(n.arg)
+    if n.op is Op.PAD:
+        return view.pad(n.arg)
+    if n.op is Op.SHRINK:
+        return view.shrink(n.arg)
+    if n.op is Op.FLIP:
+        return view.flip(n.arg)
+    return view.stride(n.arg)
+
+
+def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:
+    """ids of the nodes that get their own buffer."""
+    out = {id(r) for r in roots}
+    depth: dict[int, int] = {}
+    for n in order:
+        if n.realized:
+            continue
+        # a very deep fused chain becomes a buffer: bounded kernel size keeps compiling (and lowering) cheap
+        depth[id(n)] = 1 + max((depth.get(id(s), 0) for s in n.srcs if id(s) not in out), default=0)
+        if depth[id(n)] > MAX_FUSED_DEPTH:
+            out.add(id(n))
+        if n.op in REDUCE or n.op is Op.MATMUL:
+            out.add(id(n))
+        if n.op is Op.MATMUL:
+            out.update(id(s) for s in n.srcs if strided_view(s) is None)
+        if n.op is Op.GATHER and not n.srcs[0].realized:  # the data-dependent read needs a plain buffer
+            out.add(id(n.srcs[0]))
+    return out
+
+
+def kernel_inputs(node: Node, is_boundary: set[int] | None = None) -> list[Node]:
+    """The realized (or separately computed) nodes that the kernel computing `node` reads, in first-use order."""
+    seen: set[int] = set()
+    found: list[Node] = []
+    stack = list(reversed(node.srcs))
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.realized or (is_boundary is not None and id(n) in is_boundary) or n.op is Op.COPY:
+            found.append(n)
+            continue
+        stack.extend(reversed(n.srcs))
+    return found
+
+
+def schedule_kernels(roots: list[Node]) -> list[ScheduleItem]:
+    """The kernels that compute `roots` (unrealized ones only), in an order where inputs come first."""
+    roots = [r for r in roots if not r.realized]
+    order = toposort(roots)
+    boundary = _boundaries(order, roots)
+    items = []
+    for n in order:
+        if n.realized or id(n) not in boundary:
+            continue
+        if n.op is Op.MATMUL:
+            items.append(ScheduleItem(n, "matmul", [s for s in n.srcs]))
+        else:
+            items.append(ScheduleItem(n, "kernel", kernel_inputs(n, boundary)))
+    return items
