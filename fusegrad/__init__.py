@@ -48,6 +48,12 @@ from . import data, nn, optim  # noqa: E402,F401 - last: the library layer uses 
 from .io import load, save  # noqa: E402,F401 - checkpoints (safetensors files), part of the library layer
 
 
+def schedule(*tensors: Tensor) -> list:
+    """The kernels that would compute these tensors now (ScheduleItems, inputs first); computes nothing."""
+    from .schedule import schedule_kernels
+    return schedule_kernels([t._node for t in tensors])
+
+
 def realize(*tensors: Tensor) -> None:
     """Compute several tensors in one go."""
     if tensors:
@@ -59,5 +65,5 @@ __all__ = ["DType", "Spec", "ShapeError", "ShapeOnlyError", "Tensor", "arange", 
            "default_device", "dropout", "einsum", "empty", "empty_like", "enable_grad", "eval_shape", "eye", "float16",
            "float32", "float64", "from_numpy", "full", "full_like", "grad", "int32", "int64", "is_grad_enabled",
            "linspace", "manual_seed", "no_grad", "normal", "one_hot", "ones", "ones_like", "promote_types", "rand",
-           "rand_like", "randint", "randint_like", "randn", "randn_like", "realize", "set_default_device",
+           "rand_like", "randint", "randint_like", "randn", "randn_like", "realize", "schedule", "set_default_device",
            "set_grad_enabled", "stack", "tensor", "uint8", "where", "zeros", "zeros_like", *FUNCTIONS]

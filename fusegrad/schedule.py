@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .graph import MOVEMENT, REDUCE, Node, Op, toposort
 from .view import View
 
-MAX_FUSED_DEPTH = 128
+MAX_FUSED_DEPTH = 512
 
 
 @dataclass
@@ -21,7 +21,7 @@ class ScheduleItem:
     """One unit of work: compute `out` into its own buffer, reading the realized nodes in `inputs`."""
 
     out: Node
-    kind: str  # "kernel" (fused loop nest), "matmul" (BLAS-style library call)
+    kind: str  # "kernel" (fused loop nest), "matmul" (BLAS-style library call), "view" (same memory, new shape)
     inputs: list[Node] = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -58,6 +58,26 @@ def _apply_view(view: View, n: Node) -> View | None:
     if n.op is Op.FLIP:
         return view.flip(n.arg)
     return view.stride(n.arg)
+
+
+def _contiguous_alias(node: Node, boundary: set[int]) -> Node | None:
+    """The buffer node that `node` merely reshapes (same elements, same order), so it can share its memory."""
+    base = node
+    while base.op in MOVEMENT and not base.realized and (base is node or id(base) not in boundary):
+        base = base.srcs[0]
+    if base is node or not (base.realized or id(base) in boundary):
+        return None
+    view: View | None = View.contiguous(base.shape)
+    chain = []
+    n = node
+    while n is not base:
+        chain.append(n)
+        n = n.srcs[0]
+    for m in reversed(chain):
+        view = _apply_view(view, m)
+        if view is None:
+            return None
+    return base if view.is_contiguous else None
 
 
 def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:
@@ -106,7 +126,10 @@ def schedule_kernels(roots: list[Node]) -> list[ScheduleItem]:
     for n in order:
         if n.realized or id(n) not in boundary:
             continue
-        if n.op is Op.MATMUL:
+        base = _contiguous_alias(n, boundary)
+        if base is not None:
+            items.append(ScheduleItem(n, "view", [base]))
+        elif n.op is Op.MATMUL:
             items.append(ScheduleItem(n, "matmul", [s for s in n.srcs]))
         else:
             items.append(ScheduleItem(n, "kernel", kernel_inputs(n, boundary)))

@@ -15,10 +15,12 @@ MIN_VALUES = {bool_: "0", uint8: "0", int32: "INT32_MIN", int64: "INT64_MIN", fl
 
 PRELUDE = """#include <math.h>
 #include <stdint.h>
+typedef union { double f; int64_t i; } fg_arg;  /* one launch argument: a float or an integer constant */
 static inline uint32_t fg_hash32(uint32_t x) {
   x ^= x >> 16; x *= 0x7FEB352Du; x ^= x >> 15; x *= 0x846CA68Bu; return x ^ (x >> 16);
 }
-static inline float fg_rand(uint64_t seed, uint64_t counter) {
+static inline float fg_rand(uint64_t seed, uint64_t offset, uint64_t counter) {
+  counter += offset;
   uint32_t key = fg_hash32((uint32_t)seed ^ fg_hash32((uint32_t)(seed >> 32)));
   uint32_t bits = fg_hash32(fg_hash32((uint32_t)counter ^ key) ^ ((uint32_t)(counter >> 32) * 0x9E3779B9u));
   return (float)(bits >> 8) * 0x1p-24f;
@@ -96,8 +98,10 @@ def render_value(v: ir.Value) -> str:
         return v.name
     if isinstance(v, ir.Valid):
         return f"({_cond(v.cond)})"
+    if isinstance(v, ir.Arg):
+        return f"(({C_TYPES[v.dtype]})args[{v.slot}].{'f' if v.dtype.is_floating_point else 'i'})"
     if isinstance(v, ir.Rand):
-        return f"fg_rand({v.seed}ULL,(uint64_t)({v.counter.render()}))"
+        return f"fg_rand((uint64_t){render_value(v.seed)},(uint64_t){render_value(v.offset)},(uint64_t)({v.counter.render()}))"
     if isinstance(v, ir.Load):
         load = f"{v.buf}[{v.index.render()}]"
         return load if v.cond.always else f"(({_cond(v.cond)})?{load}:0)"
@@ -142,5 +146,7 @@ def render_c(kernel: ir.Kernel) -> str:
         else:
             const = "" if p.writable else "const "
             params.append(f"{const}{C_TYPES[p.dtype]}* restrict {p.name}")
+    if kernel.args:
+        params.append("const fg_arg* restrict args")
     body = [line for s in kernel.body for line in _stmt(s, 1)]
     return f"void {kernel.name}({', '.join(params)}) {{\n" + "\n".join(body) + "\n}\n"

@@ -28,6 +28,14 @@ class Const:
 
 
 @dataclass(frozen=True)
+class Arg:
+    """A scalar passed at launch (constants, random seeds): the source stays the same when only values change."""
+
+    slot: int
+    dtype: DType
+
+
+@dataclass(frozen=True)
 class Ref:
     """A value computed earlier by a `Let` (or an accumulator)."""
 
@@ -67,9 +75,10 @@ class Valid:
 
 @dataclass(frozen=True)
 class Rand:
-    """Counter-based uniform float in [0, 1): hash of (seed, counter)."""
+    """Counter-based uniform float in [0, 1): hash of (seed, offset + counter); seed and offset are launch args."""
 
-    seed: int
+    seed: Arg
+    offset: Arg
     counter: Index
 
 
@@ -82,7 +91,7 @@ class Apply:
     dtype: DType
 
 
-Value = Const | Ref | Load | GatherLoad | Valid | Rand | Apply
+Value = Const | Arg | Ref | Load | GatherLoad | Valid | Rand | Apply
 
 
 @dataclass
@@ -132,3 +141,4 @@ class Kernel:
     params: list[Param]
     body: list[Stmt]
     uses_error_flag: bool = False
+    args: list[bool | int | float] = field(default_factory=list)  # the values of the Arg slots, in slot order

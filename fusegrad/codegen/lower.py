@@ -1,13 +1,16 @@
 """Lower a scheduled kernel to the loop IR: index arithmetic flows from the output down to every buffer read."""
 from __future__ import annotations
 
-from ..dtype import float32
+import sys
+
+from ..dtype import float32, int64
 from ..graph import ELEMENTWISE, REDUCE, Node, Op, prod
-from ..schedule import ScheduleItem
+from ..schedule import MAX_FUSED_DEPTH, ScheduleItem
 from . import ir
 from .symbolic import Cond, Index, const, var
 
 Idx = tuple[Index, ...]
+PARALLEL_MIN_WORK = 1 << 18  # elements of work below which threads cost more than they save
 
 
 def linearize(idx: Idx, shape: tuple[int, ...]) -> Index:
@@ -63,9 +66,15 @@ class _Lowerer:
         self.memo: dict[tuple, ir.Value] = {}
         self.count = 0
         self.uses_error_flag = False
+        self.args: list[bool | int | float] = []
+
+    def arg(self, value: bool | int | float, dtype) -> ir.Arg:  # noqa: ANN001 - DType
+        """A launch argument slot holding `value` (as a float or an int, as the C side will read it)."""
+        self.args.append(float(value) if dtype.is_floating_point else int(value))
+        return ir.Arg(len(self.args) - 1, dtype)
 
     def let(self, value: ir.Value) -> ir.Value:
-        if isinstance(value, (ir.Const, ir.Ref)):
+        if isinstance(value, ir.Ref):
             return value
         name = f"v{self.count}"
         self.count += 1
@@ -84,10 +93,10 @@ class _Lowerer:
         if id(n) in self.inputs:
             return self.let(ir.Load(self.inputs[id(n)], linearize(idx, n.shape), cond, n.dtype))
         if n.op is Op.CONST:
-            return ir.Const(n.arg, n.dtype)
+            return self.let(self.arg(n.arg, n.dtype))
         if n.op is Op.RAND:
             seed, offset = n.arg
-            return self.let(ir.Rand(seed, linearize(idx, n.shape) + offset))
+            return self.let(ir.Rand(self.arg(seed, int64), self.arg(offset, int64), linearize(idx, n.shape)))
         if n.op in (Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.SHRINK, Op.FLIP, Op.STRIDE):
             return self.value(n.srcs[0], *_move(n, idx, cond))
         if n.op is Op.PAD:
@@ -109,7 +118,7 @@ class _Lowerer:
             pos = self.value(index, idx, cond)
             return self.let(ir.GatherLoad(self.inputs[id(src)], base, pos, strides[dim], src.shape[dim], cond, n.dtype))
         if n.op in ELEMENTWISE:
-            srcs = tuple(self.value(s, idx, cond) for s in n.srcs)
+            srcs = tuple([self.value(s, idx, cond) for s in n.srcs])  # a list, not a generator: no C recursion
             return self.let(ir.Apply(n.op, srcs, n.dtype))
         raise NotImplementedError(f"cannot inline {n.op.name} into a kernel")
 
@@ -140,7 +149,10 @@ def lower(item: ScheduleItem, name: str) -> ir.Kernel:
     params = [ir.Param("out", out.dtype, writable=True)] + [ir.Param(f"in{i}", n.dtype) for i, n in
                                                               enumerate(item.inputs)]
     low = _Lowerer(inputs)
-    parallel = prod(out.shape) >= 1 << 15
+    # fused chains are at most MAX_FUSED_DEPTH deep; each level costs a few Python frames while lowering
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 8 * MAX_FUSED_DEPTH + 1000))
+    work = prod(out.srcs[0].shape) if out.op in REDUCE else prod(out.shape)
+    parallel = work >= PARALLEL_MIN_WORK
     if out.op in REDUCE:
         src = out.srcs[0]
         axes = out.arg
@@ -165,4 +177,4 @@ def lower(item: ScheduleItem, name: str) -> ir.Kernel:
         body[0].parallel = True
     if low.uses_error_flag:
         params.append(ir.Param("err", float32, writable=True))
-    return ir.Kernel(name, params, body, low.uses_error_flag)
+    return ir.Kernel(name, params, body, low.uses_error_flag, low.args)

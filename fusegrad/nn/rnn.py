@@ -56,6 +56,15 @@ def _step(mode: str, gi: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh
     return n + z * (h - n), None  # (1 - z) * n + z * h with one multiply
 
 
+def _unbind_time(x: Tensor) -> list[Tensor]:
+    """x.unbind(0) as a balanced tree of halvings, so the backward pads each slice to its parent's length, not
+    to the full sequence (which is L^2 work)."""
+    if x.shape[0] <= 2:
+        return list(x.unbind(0))
+    mid = x.shape[0] // 2
+    return _unbind_time(x[:mid]) + _unbind_time(x[mid:])
+
+
 def _stack_time(steps: list[Tensor]) -> Tensor:
     """Stack along a new dim 0 as a balanced tree: a flat cat pads every piece to the full length (L^2 work)."""
     if len(steps) <= 2:
@@ -177,6 +186,9 @@ class RNNBase(Module):
         lead = (self.num_layers * (2 if self.bidirectional else 1), x.shape[1])
         if hx is None:
             return x, [fg.zeros(*lead, size, dtype=x.dtype, device=x.device) for size in self._state_sizes()], batched
+        if len(hx) != len(self._state_sizes()):
+            raise ValueError(f"{kind} expects {'(h_0, c_0)' if self.mode == 'LSTM' else 'one h_0'}, got {len(hx)} "
+                             "initial states")
         want = 3 if batched else 2
         if any(h.ndim != want for h in hx):
             dims = ", ".join(f"{h.ndim}-D" for h in hx)
@@ -197,7 +209,7 @@ class RNNBase(Module):
         w_hh = getattr(self, "weight_hh" + suffix)
         b_hh = getattr(self, "bias_hh" + suffix) if self.bias else None
         w_hr = getattr(self, "weight_hr" + suffix) if self.proj_size else None
-        steps = proj.unbind(0)
+        steps = _unbind_time(proj)
         outs: list[Tensor] = [None] * len(steps)  # type: ignore[list-item]
         for t in (reversed(range(len(steps))) if reverse else range(len(steps))):
             h, c = _step(self.mode, steps[t], h, c, w_hh, b_hh if self.mode == "GRU" else None, w_hr)

@@ -12,8 +12,9 @@ import warnings
 from pathlib import Path
 
 # -fno-math-errno keeps NaN/inf semantics (unlike -ffast-math) while letting sqrt and friends inline and vectorize;
-# -fwrapv makes integer overflow wrap like NumPy instead of being undefined
-FLAGS = ["-O3", "-march=native", "-std=c11", "-fwrapv", "-fno-math-errno", "-shared", "-fPIC"]
+# -fwrapv makes integer overflow wrap like NumPy instead of being undefined; -mno-avx512f because GCC 12.2 at -O3
+# miscompiles AVX-512 masked max-reductions (tests/test_cpu_device.py has the case), AVX2 + FMA stay on
+FLAGS = ["-O3", "-march=native", "-mno-avx512f", "-std=c11", "-fwrapv", "-fno-math-errno", "-shared", "-fPIC"]
 
 
 class CompileError(RuntimeError):
@@ -80,7 +81,7 @@ def compile_library(source: str, symbols: list[str]) -> ctypes.CDLL:
     cc = find_compiler()
     if cc is None:
         raise CompileError("no C compiler found (set CC or install gcc)")
-    flags = FLAGS + list(openmp_flags(cc))
+    flags = FLAGS + (list(openmp_flags(cc)) if "#pragma omp" in source else [])  # libgomp costs ~30 ms a build
     key = hashlib.sha256("\0".join([source, " ".join(flags), compiler_identity(cc)]).encode()).hexdigest()[:32]
     if key in _loaded:
         return _loaded[key]

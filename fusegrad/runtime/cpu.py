@@ -23,6 +23,10 @@ from .device import Buffer, Device
 from .numpy_device import NumpyDevice
 
 
+# idle OpenMP threads must sleep, not spin: spinning threads starve OpenBLAS (and other processes) of cores
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+
 def _debug() -> int:
     return int(os.environ.get("DEBUG", "0") or 0)
 
@@ -42,9 +46,23 @@ def _operand(node: Node) -> np.ndarray:
 class _Launch:
     """One compiled kernel call: its function, output node, input nodes, and the gather sizes it checks."""
 
-    def __init__(self, item: ScheduleItem, name: str, source: str, uses_err: bool, value: Node):
+    def __init__(self, item: ScheduleItem, name: str, source: str, uses_err: bool, value: Node, args: np.ndarray):
         self.item, self.name, self.source, self.uses_err, self.value = item, name, source, uses_err, value
+        self.args = args
         self.fn = None
+
+
+def _pack_args(values: list[bool | int | float]) -> np.ndarray:
+    """Launch arguments as 8-byte slots (the C side's `fg_arg` union): floats as double, integers as int64 bits."""
+    slots = np.zeros(len(values), np.float64)
+    as_int = slots.view(np.int64)
+    for i, v in enumerate(values):
+        if isinstance(v, float):
+            slots[i] = v
+        else:
+            v = int(v) & (2**64 - 1)
+            as_int[i] = v - 2**64 if v >= 2**63 else v
+    return slots
 
 
 class CpuDevice(Device):
@@ -94,10 +112,10 @@ class CpuDevice(Device):
                 print(f"  {item.kind:6s} {item.out.op.name:10s} {str(item.out.shape):18s} {dt * 1e6:9.1f} us "
                       f"{nbytes / max(dt, 1e-9) / 1e9:7.2f} GB/s", file=sys.stderr)
         if _debug() >= 1 and items:
-            print(f"realize: {len(items)} kernels in {(time.perf_counter() - start) * 1e3:.3f} ms", file=sys.stderr)
+            print(f"realize: {sum(i.kind != 'view' for i in items)} kernels in {(time.perf_counter() - start) * 1e3:.3f} ms", file=sys.stderr)
 
     def _prepare(self, item: ScheduleItem) -> _Launch | None:
-        if item.kind == "matmul":
+        if item.kind != "kernel":
             return None
         value = item.out.srcs[1] if item.out.op is Op.ASSIGN else item.out
         if value is not item.out:  # ASSIGN: compute the value, then copy it into the target buffer
@@ -105,10 +123,15 @@ class CpuDevice(Device):
         kernel = lower(item, "KERNEL")
         body = render_c(kernel)
         name = "k_" + hashlib.sha256(body.encode()).hexdigest()[:16]
-        return _Launch(item, name, body.replace("KERNEL", name, 1), kernel.uses_error_flag, value)
+        return _Launch(item, name, body.replace("KERNEL", name, 1), kernel.uses_error_flag, value,
+                       _pack_args(kernel.args))
 
     def _run(self, item: ScheduleItem, launch: _Launch | None) -> None:
         out = item.out
+        if item.kind == "view":  # a reshape of a contiguous buffer: share the memory
+            handle = item.inputs[0].buffer.handle.reshape(out.shape)
+            out.buffer = Buffer(self.name, out.shape, out.dtype, handle)
+            return
         if launch is None:
             a, b = (_operand(s) for s in out.srcs)
             if out.dtype == float16:
@@ -123,6 +146,8 @@ class CpuDevice(Device):
         err = np.zeros(1, np.int32)
         if launch.uses_err:
             args.append(err.ctypes.data_as(ctypes.c_void_p))
+        if len(launch.args):
+            args.append(launch.args.ctypes.data_as(ctypes.c_void_p))
         launch.fn(*args)
         if err[0]:
             raise IndexError("gather/index: an index is out of bounds for the dimension it indexes "

@@ -76,9 +76,10 @@ def canonical_device(name: str | None) -> str:
 
 
 def default_device() -> str:
-    """The device new tensors go to: `set_default_device`, else $FUSEGRAD_DEVICE, else numpy."""
+    """The device new tensors go to: `set_default_device`, else $FUSEGRAD_DEVICE, else cpu (compiled C; it computes
+    with NumPy, after one warning, where no C compiler exists)."""
     if not _default:
-        _default.append(canonical_device(os.environ.get("FUSEGRAD_DEVICE", "numpy")))
+        _default.append(canonical_device(os.environ.get("FUSEGRAD_DEVICE") or "cpu"))
     return _default[0]
 
 
