@@ -101,7 +101,8 @@ def render_value(v: ir.Value) -> str:
     if isinstance(v, ir.Arg):
         return f"(({C_TYPES[v.dtype]})args[{v.slot}].{'f' if v.dtype.is_floating_point else 'i'})"
     if isinstance(v, ir.Rand):
-        return f"fg_rand((uint64_t){render_value(v.seed)},(uint64_t){render_value(v.offset)},(uint64_t)({v.counter.render()}))"
+        seed, offset = render_value(v.seed), render_value(v.offset)
+        return f"fg_rand((uint64_t){seed},(uint64_t){offset},(uint64_t)({v.counter.render()}))"
     if isinstance(v, ir.Load):
         load = f"{v.buf}[{v.index.render()}]"
         return load if v.cond.always else f"(({_cond(v.cond)})?{load}:0)"

@@ -22,7 +22,6 @@ from .compiler import compile_library, find_compiler, warn_no_compiler
 from .device import Buffer, Device
 from .numpy_device import NumpyDevice
 
-
 # idle OpenMP threads must sleep, not spin: spinning threads starve OpenBLAS (and other processes) of cores
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
@@ -112,7 +111,8 @@ class CpuDevice(Device):
                 print(f"  {item.kind:6s} {item.out.op.name:10s} {str(item.out.shape):18s} {dt * 1e6:9.1f} us "
                       f"{nbytes / max(dt, 1e-9) / 1e9:7.2f} GB/s", file=sys.stderr)
         if _debug() >= 1 and items:
-            print(f"realize: {sum(i.kind != 'view' for i in items)} kernels in {(time.perf_counter() - start) * 1e3:.3f} ms", file=sys.stderr)
+            launched = sum(i.kind != "view" for i in items)
+            print(f"realize: {launched} kernels in {(time.perf_counter() - start) * 1e3:.3f} ms", file=sys.stderr)
 
     def _prepare(self, item: ScheduleItem) -> _Launch | None:
         if item.kind != "kernel":
