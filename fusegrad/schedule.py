@@ -61,7 +61,7 @@ def _apply_view(view: View, n: Node) -> View | None:
 
 
 def _contiguous_alias(node: Node, boundary: set[int]) -> Node | None:
-    """The buffer node that `node` merely reshapes (same elements, same order), so it can share its memory."""
+    """The buffer node of which `node` is one dense row-major block, so it can share that memory."""
     base = node
     while base.op in MOVEMENT and not base.realized and (base is node or id(base) not in boundary):
         base = base.srcs[0]
@@ -77,7 +77,8 @@ def _contiguous_alias(node: Node, boundary: set[int]) -> Node | None:
         view = _apply_view(view, m)
         if view is None:
             return None
-    return base if view.is_contiguous else None
+    dense = View(view.shape, View.contiguous(view.shape).strides, view.offset)
+    return base if view == dense else None
 
 
 def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:

@@ -111,7 +111,7 @@ def render_value(v: ir.Value) -> str:
         ok = f"({p}>=0&&{p}<{v.size})"
         guard = ok if v.cond.always else f"({_cond(v.cond)})&&{ok}"
         return (f"(({guard})?{v.buf}[{v.base.render()}+({p})*{v.stride}]:"
-                f"((({_cond(v.cond)})&&(*err=1)),0))")
+                f"((({_cond(v.cond)})&&(*err={v.flag})),0))")
     return _apply(v, [render_value(s) for s in v.srcs])
 
 

@@ -64,6 +64,7 @@ class GatherLoad:
     size: int
     cond: Cond
     dtype: DType
+    flag: int  # written to the error flag when out of range: 1 + this gather's place in Kernel.gathers
 
 
 @dataclass(frozen=True)
@@ -142,3 +143,4 @@ class Kernel:
     body: list[Stmt]
     uses_error_flag: bool = False
     args: list[bool | int | float] = field(default_factory=list)  # the values of the Arg slots, in slot order
+    gathers: list[tuple[int, int]] = field(default_factory=list)  # (dim, size) of each gather, for error messages

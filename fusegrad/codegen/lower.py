@@ -67,6 +67,7 @@ class _Lowerer:
         self.count = 0
         self.uses_error_flag = False
         self.args: list[bool | int | float] = []
+        self.gathers: list[tuple[int, int]] = []
 
     def arg(self, value: bool | int | float, dtype) -> ir.Arg:  # noqa: ANN001 - DType
         """A launch argument slot holding `value` (as a float or an int, as the C side will read it)."""
@@ -115,8 +116,10 @@ class _Lowerer:
                 if d != dim:
                     base = base + i * st
             self.uses_error_flag = True
+            self.gathers.append((dim, src.shape[dim]))
             pos = self.value(index, idx, cond)
-            return self.let(ir.GatherLoad(self.inputs[id(src)], base, pos, strides[dim], src.shape[dim], cond, n.dtype))
+            return self.let(ir.GatherLoad(self.inputs[id(src)], base, pos, strides[dim], src.shape[dim], cond, n.dtype,
+                                          len(self.gathers)))
         if n.op in ELEMENTWISE:
             srcs = tuple([self.value(s, idx, cond) for s in n.srcs])  # a list, not a generator: no C recursion
             return self.let(ir.Apply(n.op, srcs, n.dtype))
@@ -177,4 +180,4 @@ def lower(item: ScheduleItem, name: str) -> ir.Kernel:
         body[0].parallel = True
     if low.uses_error_flag:
         params.append(ir.Param("err", float32, writable=True))
-    return ir.Kernel(name, params, body, low.uses_error_flag, low.args)
+    return ir.Kernel(name, params, body, low.uses_error_flag, low.args, low.gathers)

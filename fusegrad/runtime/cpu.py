@@ -45,9 +45,10 @@ def _operand(node: Node) -> np.ndarray:
 class _Launch:
     """One compiled kernel call: its function, output node, input nodes, and the gather sizes it checks."""
 
-    def __init__(self, item: ScheduleItem, name: str, source: str, uses_err: bool, value: Node, args: np.ndarray):
+    def __init__(self, item: ScheduleItem, name: str, source: str, uses_err: bool, value: Node, args: np.ndarray,
+                 gathers: list[tuple[int, int]]):
         self.item, self.name, self.source, self.uses_err, self.value = item, name, source, uses_err, value
-        self.args = args
+        self.args, self.gathers = args, gathers
         self.fn = None
 
 
@@ -124,12 +125,15 @@ class CpuDevice(Device):
         body = render_c(kernel)
         name = "k_" + hashlib.sha256(body.encode()).hexdigest()[:16]
         return _Launch(item, name, body.replace("KERNEL", name, 1), kernel.uses_error_flag, value,
-                       _pack_args(kernel.args))
+                       _pack_args(kernel.args), kernel.gathers)
 
     def _run(self, item: ScheduleItem, launch: _Launch | None) -> None:
         out = item.out
-        if item.kind == "view":  # a reshape of a contiguous buffer: share the memory
-            handle = item.inputs[0].buffer.handle.reshape(out.shape)
+        if item.kind == "view":  # a dense block of a buffer: share the memory
+            found = strided_view(out)
+            offset = found[1].offset if found is not None else 0
+            count = int(np.prod(out.shape, dtype=np.int64))
+            handle = item.inputs[0].buffer.handle.reshape(-1)[offset:offset + count].reshape(out.shape)
             out.buffer = Buffer(self.name, out.shape, out.dtype, handle)
             return
         if launch is None:
@@ -150,8 +154,9 @@ class CpuDevice(Device):
             args.append(launch.args.ctypes.data_as(ctypes.c_void_p))
         launch.fn(*args)
         if err[0]:
-            raise IndexError("gather/index: an index is out of bounds for the dimension it indexes "
-                             f"(while computing a tensor of shape {out.shape})")
+            dim, size = launch.gathers[err[0] - 1]
+            raise IndexError(f"index out of bounds for dim {dim} with size {size} (while computing a tensor of shape "
+                             f"{out.shape})")
         if out.op is Op.ASSIGN:
             np.copyto(out.srcs[0].buffer.handle, target)
             out.buffer = out.srcs[0].buffer
