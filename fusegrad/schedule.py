@@ -44,20 +44,13 @@ def strided_view(node: Node) -> tuple[Node, View] | None:
     return node, view
 
 
+# each movement primitive as the View method that does the same index arithmetic
+VIEW_OPS = {Op.RESHAPE: View.reshape, Op.PERMUTE: View.permute, Op.EXPAND: View.expand, Op.PAD: View.pad,
+            Op.SHRINK: View.shrink, Op.FLIP: View.flip, Op.STRIDE: View.stride}
+
+
 def _apply_view(view: View, n: Node) -> View | None:
-    if n.op is Op.RESHAPE:
-        return view.reshape(n.arg)
-    if n.op is Op.PERMUTE:
-        return view.permute(n.arg)
-    if n.op is Op.EXPAND:
-        return view.expand(n.arg)
-    if n.op is Op.PAD:
-        return view.pad(n.arg)
-    if n.op is Op.SHRINK:
-        return view.shrink(n.arg)
-    if n.op is Op.FLIP:
-        return view.flip(n.arg)
-    return view.stride(n.arg)
+    return VIEW_OPS[n.op](view, n.arg)
 
 
 def _contiguous_alias(node: Node, boundary: set[int]) -> Node | None:

@@ -352,6 +352,7 @@ def test_embedding_padding_row_gets_zero_gradient_and_keeps_its_value(device: st
 
 
 def test_embedding_module_init_and_round_trip(device: str) -> None:
+    fg.manual_seed(0)  # the statistics below hold for this stream (test order must not matter)
     m = nn.Embedding(300, 40, padding_idx=3, device=device)
     w = m.weight.numpy()
     assert m.weight.requires_grad and w.dtype == np.float32

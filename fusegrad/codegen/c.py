@@ -16,6 +16,20 @@ MIN_VALUES = {bool_: "0", uint8: "0", int32: "INT32_MIN", int64: "INT64_MIN", fl
 PRELUDE = """#include <math.h>
 #include <stdint.h>
 typedef union { double f; int64_t i; } fg_arg;  /* one launch argument: a float or an integer constant */
+#ifdef FG_MVEC  /* glibc's vector math (libmvec, <= 4 ulp, IEEE special cases kept): lets loops calling these vectorize */
+#pragma omp declare simd notinbranch
+float exp2f(float);
+#pragma omp declare simd notinbranch
+float log2f(float);
+#pragma omp declare simd notinbranch
+float sinf(float);
+#pragma omp declare simd notinbranch
+double exp2(double);
+#pragma omp declare simd notinbranch
+double log2(double);
+#pragma omp declare simd notinbranch
+double sin(double);
+#endif
 static inline uint32_t fg_hash32(uint32_t x) {
   x ^= x >> 16; x *= 0x7FEB352Du; x ^= x >> 15; x *= 0x846CA68Bu; return x ^ (x >> 16);
 }
@@ -119,6 +133,9 @@ def _stmt(s: ir.Stmt, depth: int) -> list[str]:
     pad = "  " * depth
     if isinstance(s, ir.Loop):
         head = [f"{pad}#pragma omp parallel for"] if s.parallel else []
+        acc = next((b for b in s.body if isinstance(b, ir.Accumulate)), None) if s.reduction else None
+        if acc is not None:  # the innermost loop of a reduction: let it reassociate, so it vectorizes
+            head.append(f"{pad}#pragma omp simd {_reduction_clause(acc)}")
         body = [line for b in s.body for line in _stmt(b, depth + 1)]
         return head + [f"{pad}for (int64_t {s.var} = 0; {s.var} < {s.size}; {s.var}++) {{", *body, f"{pad}}}"]
     if isinstance(s, ir.Let):
@@ -127,15 +144,34 @@ def _stmt(s: ir.Stmt, depth: int) -> list[str]:
         t = "double" if s.acc.dtype in (float16, float32) and s.op is Op.SUM else \
             COMPUTE.get(s.acc.dtype, C_TYPES[s.acc.dtype])
         init = "0" if s.op is Op.SUM else MIN_VALUES[s.acc.dtype]
-        return [f"{pad}{t} {s.acc.name} = {init};"]
+        lines = [f"{pad}{t} {s.acc.name} = {init};"]
+        if _tracks_nan(s.acc, s.op):
+            lines.append(f"{pad}int32_t {s.acc.name}_nan = 0;")
+        return lines
     if isinstance(s, ir.Accumulate):
         v, a = render_value(s.value), s.acc.name
         if s.op is Op.SUM:
-            return [f"{pad}{a} = {a} || {v};" if s.acc.dtype == bool_ else f"{pad}{a} += {v};"]
-        return [f"{pad}{{ {C_TYPES[s.acc.dtype]} x = {v}; {a} = {_max('x', a, s.acc.dtype)}; }}"]
+            return [f"{pad}{a} |= {v};" if s.acc.dtype == bool_ else f"{pad}{a} += {v};"]
+        if _tracks_nan(s.acc, s.op):  # max as a plain simd max, with NaN seen on the side (NaN wins, like numpy)
+            return [f"{pad}{{ {C_TYPES[s.acc.dtype]} x = {v}; {a} = x > {a} ? x : {a}; {a}_nan |= (x != x); }}"]
+        return [f"{pad}{{ {C_TYPES[s.acc.dtype]} x = {v}; {a} = x > {a} ? x : {a}; }}"]
+    if isinstance(s, ir.FinishAcc):
+        return [f"{pad}if ({s.acc.name}_nan) {s.acc.name} = NAN;"] if _tracks_nan(s.acc, s.op) else []
     if isinstance(s, ir.Store):
         return [f"{pad}{s.buf}[{s.index.render()}] = {render_value(s.value)};"]
     raise TypeError(f"unknown statement {s!r}")
+
+
+def _tracks_nan(acc: ir.Ref, op: Op) -> bool:
+    return op is Op.REDUCE_MAX and acc.dtype.is_floating_point
+
+
+def _reduction_clause(acc: ir.Accumulate) -> str:
+    """OpenMP simd reduction clause for an accumulator."""
+    a = acc.acc.name
+    if acc.op is Op.SUM:
+        return f"reduction(|:{a})" if acc.acc.dtype == bool_ else f"reduction(+:{a})"
+    return f"reduction(max:{a})" + (f" reduction(|:{a}_nan)" if _tracks_nan(acc.acc, acc.op) else "")
 
 
 def render_c(kernel: ir.Kernel) -> str:

@@ -123,6 +123,7 @@ class Loop:
     size: int
     body: list[Stmt] = field(default_factory=list)
     parallel: bool = False
+    reduction: bool = False  # a loop over reduced axes (it may reassociate its accumulation)
 
 
 @dataclass
@@ -133,7 +134,15 @@ class DeclareAcc:
     op: Op
 
 
-Stmt = Let | Accumulate | Store | Loop | DeclareAcc
+@dataclass
+class FinishAcc:
+    """After the reduction loops: fix up the accumulator (a max that saw a NaN becomes NaN)."""
+
+    acc: Ref
+    op: Op
+
+
+Stmt = Let | Accumulate | Store | Loop | DeclareAcc | FinishAcc
 
 
 @dataclass

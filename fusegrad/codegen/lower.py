@@ -164,9 +164,10 @@ def lower(item: ScheduleItem, name: str) -> ir.Kernel:
         value = low.value(src, idx, Cond())
         inner: list[ir.Stmt] = low.stmts + [ir.Accumulate(acc, out.op, value)]
         for d in reversed(axes):
-            inner = [ir.Loop(f"r{d}", src.shape[d], inner)] if src.shape[d] != 1 else inner
+            inner = [ir.Loop(f"r{d}", src.shape[d], inner, reduction=True)] if src.shape[d] != 1 else inner
         out_idx = tuple(const(0) if d in axes else idx[d] for d in range(len(src.shape)))
-        body: list[ir.Stmt] = [ir.DeclareAcc(acc, out.op), *inner, ir.Store("out", linearize(out_idx, out.shape), acc)]
+        body: list[ir.Stmt] = [ir.DeclareAcc(acc, out.op), *inner, ir.FinishAcc(acc, out.op),
+                               ir.Store("out", linearize(out_idx, out.shape), acc)]
         loop_dims = [(d, s) for d, s in enumerate(src.shape) if d not in axes]
     else:
         idx = tuple(var(f"i{d}", s) for d, s in enumerate(out.shape))

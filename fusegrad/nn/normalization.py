@@ -257,6 +257,23 @@ class BatchNorm2d(_NormBase):
             raise ValueError(f"expected 4D input (got {input.ndim}D input)")
 
 
+def _affine_parameters(module: Module, shape: tuple[int, ...], enabled: bool, bias: bool, device: str | None,
+                       dtype: Any) -> None:
+    """Register `weight` (and `bias` when asked) of `shape`, or None for both when the norm has no affine part."""
+    module.register_parameter("weight", Parameter(fg.empty(*shape, device=device, dtype=dtype)) if enabled else None)
+    module.register_parameter("bias", Parameter(fg.empty(*shape, device=device, dtype=dtype))
+                              if enabled and bias else None)
+    _reset_affine(module)
+
+
+def _reset_affine(module: Module) -> None:
+    """Weight 1, bias 0, for the parameters that exist."""
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
+
 class LayerNorm(Module):
     """Normalization over the trailing `normalized_shape` dims, with an elementwise weight (1) and bias (0)."""
 
@@ -265,21 +282,11 @@ class LayerNorm(Module):
         super().__init__()
         self.normalized_shape = _as_shape(normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(fg.empty(*self.normalized_shape, device=device, dtype=dtype))
-            self.register_parameter("bias", Parameter(fg.empty(*self.normalized_shape, device=device, dtype=dtype))
-                                    if bias else None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _affine_parameters(self, self.normalized_shape, elementwise_affine, bias, device, dtype)
 
     def reset_parameters(self) -> None:
         """Weight 1, bias 0."""
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -298,21 +305,11 @@ class GroupNorm(Module):
         if num_channels % num_groups != 0:
             raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
-        if affine:
-            self.weight = Parameter(fg.empty(num_channels, device=device, dtype=dtype))
-            self.register_parameter("bias", Parameter(fg.empty(num_channels, device=device, dtype=dtype))
-                                    if bias else None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _affine_parameters(self, (num_channels,), affine, bias, device, dtype)
 
     def reset_parameters(self) -> None:
         """Weight 1, bias 0."""
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)

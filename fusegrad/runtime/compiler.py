@@ -14,7 +14,8 @@ from pathlib import Path
 # -fno-math-errno keeps NaN/inf semantics (unlike -ffast-math) while letting sqrt and friends inline and vectorize;
 # -fwrapv makes integer overflow wrap like NumPy instead of being undefined; -mno-avx512f because GCC 12.2 at -O3
 # miscompiles AVX-512 masked max-reductions (tests/test_cpu_device.py has the case), AVX2 + FMA stay on
-FLAGS = ["-O3", "-march=native", "-mno-avx512f", "-std=c11", "-fwrapv", "-fno-math-errno", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-march=native", "-mno-avx512f", "-std=c11", "-fwrapv", "-fno-math-errno", "-fopenmp-simd", "-shared",
+         "-fPIC"]
 
 
 class CompileError(RuntimeError):
@@ -52,6 +53,29 @@ def openmp_flags(cc: str) -> tuple[str, ...]:
     return ("-fopenmp",) if ok else ()
 
 
+@functools.cache
+def vector_math_flags(cc: str) -> tuple[str, ...]:
+    """Flags that let loops calling exp2/log2/sin vectorize through glibc's libmvec, when it links here."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "mvec.c")
+        src.write_text("#include <math.h>\n#pragma omp declare simd notinbranch\nfloat exp2f(float);\n"
+                       "void f(float* restrict o, const float* restrict a) {\n"
+                       "  for (int i = 0; i < 64; i++) o[i] = exp2f(a[i]);\n}\n")
+        flags = ["-DFG_MVEC", "-fopenmp-simd", "-O3", "-march=native", "-mno-avx512f", "-fno-math-errno"]
+        ok = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", str(Path(tmp, "m.so")), str(src), "-lmvec"],
+                            capture_output=True, check=False).returncode == 0
+        ok = ok and _loads(Path(tmp, "m.so"))
+    return ("-DFG_MVEC", "-lmvec") if ok else ()
+
+
+def _loads(path: Path) -> bool:
+    try:
+        ctypes.CDLL(str(path))
+        return True
+    except OSError:
+        return False
+
+
 def cache_dir() -> Path:
     """$XDG_CACHE_HOME/fusegrad (default ~/.cache/fusegrad), created private to this user."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -81,7 +105,8 @@ def compile_library(source: str, symbols: list[str]) -> ctypes.CDLL:
     cc = find_compiler()
     if cc is None:
         raise CompileError("no C compiler found (set CC or install gcc)")
-    flags = FLAGS + (list(openmp_flags(cc)) if "#pragma omp" in source else [])  # libgomp costs ~30 ms a build
+    parallel = list(openmp_flags(cc)) if "#pragma omp parallel" in source else []  # libgomp costs ~30 ms a build
+    flags = FLAGS + list(vector_math_flags(cc)) + parallel
     key = hashlib.sha256("\0".join([source, " ".join(flags), compiler_identity(cc)]).encode()).hexdigest()[:32]
     if key in _loaded:
         return _loaded[key]
@@ -92,8 +117,10 @@ def compile_library(source: str, symbols: list[str]) -> ctypes.CDLL:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
         try:
-            result = subprocess.run([cc, *flags, "-x", "c", "-", "-o", tmp], input=source, capture_output=True,
-                                    text=True, check=False)
+            libs = [f for f in flags if f.startswith("-l")]  # libraries go after the source
+            compile_flags = [f for f in flags if not f.startswith("-l")]
+            result = subprocess.run([cc, *compile_flags, "-x", "c", "-", "-o", tmp, *libs], input=source,
+                                    capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise CompileError(f"{cc} failed on generated code:\n{result.stderr[-4000:]}")
             os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
