@@ -16,7 +16,7 @@ MIN_VALUES = {bool_: "0", uint8: "0", int32: "INT32_MIN", int64: "INT64_MIN", fl
 PRELUDE = """#include <math.h>
 #include <stdint.h>
 typedef union { double f; int64_t i; } fg_arg;  /* one launch argument: a float or an integer constant */
-#ifdef FG_MVEC  /* glibc's vector math (libmvec, <= 4 ulp, IEEE special cases kept): lets loops calling these vectorize */
+#ifdef FG_MVEC  /* glibc vector math (libmvec, <= 4 ulp, keeps IEEE special cases): these calls vectorize */
 #pragma omp declare simd notinbranch
 float exp2f(float);
 #pragma omp declare simd notinbranch
