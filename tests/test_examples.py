@@ -12,3 +12,11 @@ def test_micrograd_loss_falls() -> None:
 def test_mnist_mlp_learns_in_one_epoch() -> None:
     from fusegrad.examples import mnist_mlp
     assert mnist_mlp.train(epochs=1) > 0.955
+
+
+def test_mnist_cnn_learns_on_a_subset() -> None:
+    from fusegrad.examples import mnist_cnn
+    acc, losses = mnist_cnn.train(epochs=1, batch_size=25, lr=2e-3, limit=2000, test_limit=1000)
+    assert len(losses) == 80
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    assert acc > 0.6  # measured 0.83; chance is 0.1

@@ -5,12 +5,11 @@ Run: python -m fusegrad.examples.mnist_mlp [--epochs 3] [--plot loss.png]
 from __future__ import annotations
 
 import argparse
-import time
 
 import fusegrad as fg
 from fusegrad import nn, optim
 from fusegrad.data import DataLoader, TensorDataset, mnist
-from fusegrad.examples.progress import plot_losses, progress
+from fusegrad.examples.training import fit
 
 
 def make_model() -> nn.Module:
@@ -44,30 +43,7 @@ def train(epochs: int = 1, batch_size: int = 64, lr: float = 0.1, seed: int = 0,
     train_set, test_set = as_tensors("train"), as_tensors("test")
     model = make_model()
     opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=seed)
-    schedule = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
-    losses: list[float] = []
-    acc = 0.0
-    for epoch in range(epochs):
-        start, steps = time.perf_counter(), 0
-        bar = progress(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="step", mininterval=1.0)
-        for x, y in bar:
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            schedule.step()
-            losses.append(loss.item())
-            steps += 1
-            if steps % 50 == 0 and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        elapsed = time.perf_counter() - start
-        acc = accuracy(model, test_set)
-        print(f"epoch {epoch + 1}: loss {sum(losses[-steps:]) / steps:.4f}  test accuracy {acc:.2%}  "
-              f"{steps / elapsed:.0f} steps/s ({steps * batch_size / elapsed:.0f} samples/s) on device "
-              f"'{fg.default_device()}'")
-    if plot:
-        plot_losses(losses, plot, "MNIST MLP 784-128-64-10")
+    acc, _ = fit(model, opt, train_set, test_set, accuracy, epochs, batch_size, seed, "MNIST MLP 784-128-64-10", plot)
     return acc
 
 
