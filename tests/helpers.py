@@ -83,3 +83,22 @@ def randn(*shape: int, dtype: Any = np.float64, seed: int = 0, low: float | None
     rng = np.random.default_rng(seed)
     data = rng.standard_normal(shape) if low is None else rng.uniform(low, low + 2, shape)
     return np.asarray(data, dtype=dtype)
+
+
+def check_module_step(m: Any, t: Any, x: np.ndarray, device: str, atol: float = 1e-10, seed: int = 99,
+                      **call: Any) -> None:
+    """One forward/backward of a fusegrad module and its torch twin (same weights): the outputs, the input's
+    gradient and every parameter's gradient (names in the same order) agree."""
+    fx, tx = fg.tensor(x, device=device, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fy, ty = m(fx, **call), t(tx, **call)
+    assert_close(fy, ty, atol=atol, rtol=atol, what="output")
+    up = randn(*ty.shape, dtype=x.dtype, seed=seed)
+    m.zero_grad()
+    t.zero_grad()
+    (fy * fg.tensor(up, device=device)).sum().backward()
+    (ty * torch.tensor(up)).sum().backward()
+    assert_close(fx.grad, tx.grad, atol=atol, rtol=atol, what="input grad")
+    tparams = dict(t.named_parameters())
+    assert [n for n, _ in m.named_parameters()] == list(tparams)
+    for name, p in m.named_parameters():
+        assert_close(p.grad, tparams[name].grad, atol=atol, rtol=atol, what=f"{name} grad")

@@ -12,7 +12,7 @@ import torch
 
 import fusegrad as fg
 from fusegrad import nn
-from tests.helpers import assert_close, compare, randn
+from tests.helpers import assert_close, check_module_step, compare, randn
 
 F, TF = nn.functional, torch.nn.functional
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note about its own copy
@@ -26,17 +26,7 @@ def _from_torch(model: nn.Module, tmodel: torch.nn.Module) -> nn.Module:
 def _check_module(m: nn.Module, t: torch.nn.Module, x: np.ndarray, device: str, atol: float = 1e-10,
                   **call: Any) -> None:
     """Same output as torch, and the same gradients for the input and every parameter."""
-    fx, tx = fg.tensor(x, device=device, requires_grad=True), torch.tensor(x, requires_grad=True)
-    fy, ty = m(fx, **call), t(tx, **call)
-    assert_close(fy, ty, atol=atol, rtol=atol)
-    up = randn(*ty.shape, dtype=x.dtype, seed=99)
-    (fy * fg.tensor(up, device=device)).sum().backward()
-    (ty * torch.tensor(up)).sum().backward()
-    assert_close(fx.grad, tx.grad, atol=atol, rtol=atol, what="input grad")
-    tparams = dict(t.named_parameters())
-    assert [n for n, _ in m.named_parameters()] == list(tparams)
-    for name, p in m.named_parameters():
-        assert_close(p.grad, tparams[name].grad, atol=atol, rtol=atol, what=f"{name} grad")
+    check_module_step(m, t, x, device, atol, **call)
 
 
 # ---- functional, float64: every option, gradients of input, weight and bias ----

@@ -9,7 +9,7 @@ import torch
 
 import fusegrad as fg
 from fusegrad import nn
-from tests.helpers import assert_close, compare, randn
+from tests.helpers import assert_close, check_module_step, compare, randn
 
 F, TF = nn.functional, torch.nn.functional
 
@@ -46,20 +46,7 @@ def _randomize(tmodel: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 def _step(m: nn.Module, t: torch.nn.Module, x: np.ndarray, device: str, atol: float, seed: int = 9) -> None:
     """One forward/backward of both models: the outputs, the input's gradient and every parameter's gradient."""
-    fx = fg.tensor(x, device=device, requires_grad=True)
-    tx = torch.tensor(x, requires_grad=True)
-    fy, ty = m(fx), t(tx)
-    assert_close(fy, ty, atol=atol, rtol=atol, what="output")
-    up = randn(*ty.shape, seed=seed, dtype=x.dtype)
-    m.zero_grad()
-    t.zero_grad()
-    (fy * fg.tensor(up, device=device)).sum().backward()
-    (ty * torch.tensor(up)).sum().backward()
-    assert_close(fx.grad, tx.grad, atol=atol, rtol=atol, what="input grad")
-    tparams = dict(t.named_parameters())
-    assert [n for n, _ in m.named_parameters()] == list(tparams)
-    for name, p in m.named_parameters():
-        assert_close(p.grad, tparams[name].grad, atol=atol, rtol=atol, what=f"{name} grad")
+    check_module_step(m, t, x, device, atol, seed)
 
 
 def _same_state(m: nn.Module, t: torch.nn.Module, atol: float = 1e-12) -> None:

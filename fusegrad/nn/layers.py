@@ -9,7 +9,7 @@ from fusegrad import Tensor
 
 from . import functional as F  # noqa: N812 - the name every PyTorch user knows
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, bind_options
 
 
 class Linear(Module):
@@ -82,9 +82,7 @@ def _activation(name: str, fn: Any, doc: str, fmt: str = "", **defaults: Any) ->
     `fmt` formats its repr from the options, like torch's extra_repr."""
     def __init__(self: Module, *args: Any, **kwargs: Any) -> None:  # noqa: N807
         Module.__init__(self)
-        if len(args) > len(defaults) or set(kwargs) - set(defaults):
-            raise TypeError(f"{name}() takes the arguments {list(defaults)}, got {args} {kwargs}")
-        values = dict(defaults) | dict(zip(defaults, args)) | kwargs
+        values = bind_options(name, defaults, args, kwargs)
         for k, v in values.items():
             object.__setattr__(self, k, v)
         object.__setattr__(self, "_kwargs", {k: v for k, v in values.items() if k != "inplace"})

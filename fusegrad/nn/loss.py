@@ -7,16 +7,14 @@ from typing import Any
 from fusegrad import Tensor
 
 from . import losses
-from .module import Module
+from .module import Module, bind_options
 
 
 def _loss_module(name: str, fn: Callable[..., Tensor], **defaults: Any) -> type[Module]:
     """A loss Module class whose constructor takes PyTorch's options for `fn` (tensor options become buffers)."""
     def __init__(self: Module, *args: Any, **kwargs: Any) -> None:  # noqa: N807
         Module.__init__(self)
-        if len(args) > len(defaults) or set(kwargs) - set(defaults):
-            raise TypeError(f"{name}() takes the arguments {list(defaults)}, got {args} {kwargs}")
-        values = dict(defaults) | dict(zip(defaults, args)) | kwargs
+        values = bind_options(name, defaults, args, kwargs)
         for k, v in values.items():
             if isinstance(v, Tensor) or k in ("weight", "pos_weight"):
                 self.register_buffer(k, v)

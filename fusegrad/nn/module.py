@@ -349,3 +349,10 @@ class IncompatibleKeys(NamedTuple):
 
     missing_keys: list[str]
     unexpected_keys: list[str]
+
+
+def bind_options(name: str, defaults: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A generated module's constructor arguments: positional in the order of `defaults`, unknown names rejected."""
+    if len(args) > len(defaults) or set(kwargs) - set(defaults):
+        raise TypeError(f"{name}() takes the arguments {list(defaults)}, got {args} {kwargs}")
+    return dict(defaults) | dict(zip(defaults, args)) | kwargs
