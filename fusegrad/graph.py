@@ -1,6 +1,7 @@
 """The lazy graph: immutable nodes of primitive ops, with shape and dtype inferred (and checked) at construction."""
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -73,14 +74,18 @@ def prod(xs: Shape) -> int:
     return math.prod(xs)
 
 
+_SERIALS = itertools.count()
+
+
 class Node:
     """One immutable graph node. `buffer` is a memo: the realized result, filled in once by a device."""
 
-    __slots__ = ("op", "srcs", "arg", "shape", "dtype", "device", "buffer", "__weakref__")
+    __slots__ = ("op", "srcs", "arg", "shape", "dtype", "device", "buffer", "serial", "__weakref__")
 
     def __init__(self, op: Op, srcs: tuple[Node, ...], arg: Any, shape: Shape, dtype: DType, device: str):
         self.op, self.srcs, self.arg, self.shape, self.dtype, self.device = op, srcs, arg, shape, dtype, device
         self.buffer: Any = None
+        self.serial = next(_SERIALS)  # creation order: fg.jit tells nodes made before a traced call from its own
 
     def __repr__(self) -> str:
         return f"<Node {self.op.name} {self.shape} {self.dtype.name} {self.device}>"

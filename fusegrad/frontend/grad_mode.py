@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_state: dict[str, Any] = {"enabled": True, "journal": None}
+_state: dict[str, Any] = {"enabled": True, "journal": None, "shape_only": False, "trace": None}
 
 
 def enabled() -> bool:
@@ -92,13 +92,36 @@ def is_grad_enabled() -> bool:
 
 def shape_only() -> bool:
     """True inside `fg.eval_shape`, where nothing may be computed."""
-    return _state["journal"] is not None
+    return _state["shape_only"]
 
 
 def journal(obj: object, attr: str, old: Any) -> None:
-    """Remember an attribute's old value so `eval_shape` can undo every mutation the traced function made."""
+    """Remember an attribute's old value so `eval_shape` can undo every mutation the traced function made (and
+    `fg.jit` can find the tensors a step writes)."""
     if _state["journal"] is not None:
         _state["journal"].append((obj, attr, old))
+    if _state["trace"] is not None:
+        _state["trace"].mutated(obj, attr, old)
+
+
+def tracing() -> Any:
+    """The `fg.jit` trace being recorded (realizes are deferred while it runs), or None."""
+    return _state["trace"]
+
+
+class recording_trace:  # noqa: N801 - used like a context manager function
+    """Inside: realizes are deferred and tensor mutations and reads are reported to `trace` (used by `fg.jit`)."""
+
+    def __init__(self, trace: Any):
+        self.trace = trace
+
+    def __enter__(self) -> None:
+        if _state["trace"] is not None:
+            raise RuntimeError("fg.jit: a function cannot be traced while another one is")
+        _state["trace"] = self.trace
+
+    def __exit__(self, *exc: object) -> None:
+        _state["trace"] = None
 
 
 def journal_dict(d: dict) -> None:
@@ -108,14 +131,20 @@ def journal_dict(d: dict) -> None:
 
 
 class recording_mutations:  # noqa: N801 - used like a context manager function
-    """Inside: mutations of tensors (and journaled dicts) are recorded; on exit they are undone in reverse order."""
+    """Inside: mutations of tensors (and journaled dicts) are recorded; on exit they are undone in reverse order.
+    `shape_only` (eval_shape) also forbids computing anything inside."""
+
+    def __init__(self, shape_only: bool = True):
+        self.shape_only = shape_only
 
     def __enter__(self) -> None:
-        self.outer = _state["journal"]
+        self.outer = _state["journal"], _state["shape_only"]
         _state["journal"] = []
+        _state["shape_only"] = self.shape_only or _state["shape_only"]
 
     def __exit__(self, *exc: object) -> None:
         entries, _state["journal"] = _state["journal"], None  # undoing is not itself recorded
+        _state["shape_only"] = self.outer[1]
         try:
             for obj, attr, old in reversed(entries):
                 if attr is None:
@@ -124,4 +153,4 @@ class recording_mutations:  # noqa: N801 - used like a context manager function
                 else:
                     object.__setattr__(obj, attr, old)
         finally:
-            _state["journal"] = self.outer
+            _state["journal"] = self.outer[0]

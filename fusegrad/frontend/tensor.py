@@ -81,6 +81,8 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
 
     def _apply(self, op: Op, *srcs: Tensor, arg: Any = None) -> Tensor:
         """Apply a primitive op and record it on the tape when gradients are wanted."""
+        if grad_mode._state["trace"] is not None:  # fg.jit learns which existing tensors the step reads
+            grad_mode._state["trace"].read(srcs)
         out = Tensor(make_node(op, tuple(s._node for s in srcs), arg))
         # integer and bool results are not differentiable (torch: x.long(), x > 0 do not require grad)
         if grad_mode.enabled() and out.dtype.is_floating_point and any(s.requires_grad for s in srcs):
@@ -178,7 +180,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
     def realize(self, *others: Tensor) -> Tensor:
         """Compute this tensor (and `others`) now; returns self."""
         tensors = (self,) + others
-        if grad_mode.shape_only():  # inside eval_shape nothing is computed; reading a value still raises
+        if grad_mode.shape_only() or grad_mode.tracing():  # eval_shape / fg.jit: computed later, as one graph
             return self
         realize([t._node for t in tensors])
         for t in tensors:  # drop the computed graph so its intermediates can be freed
@@ -192,6 +194,8 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
         """The values as a new NumPy array."""
         if grad_mode.shape_only():
             raise ShapeOnlyError("this tensor is shape-only inside fg.eval_shape: its values cannot be read")
+        if grad_mode.tracing() and not self._node.realized:
+            raise grad_mode.tracing().value_read_error(self)
         self.realize()
         return get_device(self.device).to_numpy(self._node.buffer)
 

@@ -1,7 +1,6 @@
 """The update rules: SGD, Adam, AdamW, RMSprop, Adagrad, each exactly PyTorch's formulas (default options)."""
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,14 +21,13 @@ class SGD(Optimizer):
                                       nesterov=nesterov, maximize=maximize))
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
-        g = grad + group["weight_decay"] * p if group["weight_decay"] else grad
-        mu = group["momentum"]
-        if mu:
-            buf = state.get("momentum_buffer")
-            buf = g if buf is None else mu * buf + (1 - group["dampening"]) * g
-            state["momentum_buffer"] = buf
+        h = self._hyper(group, p)
+        g = grad + h("weight_decay") * p if group["weight_decay"] else grad
+        if group["momentum"]:
+            mu, buf = h("momentum"), state.get("momentum_buffer")
+            buf = self._store(state, "momentum_buffer", g if buf is None else mu * buf + (1 - h("dampening")) * g)
             g = g + mu * buf if group["nesterov"] else buf
-        return p - group["lr"] * g
+        return p - h("lr") * g
 
 
 class Adam(Optimizer):
@@ -43,17 +41,19 @@ class Adam(Optimizer):
                                       amsgrad=amsgrad, maximize=maximize))
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
-        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if wd and self.decoupled:
+        h = self._hyper(group, p)
+        lr, (b1, b2), eps, wd = h("lr"), h("betas"), h("eps"), h("weight_decay")
+        if group["weight_decay"] and self.decoupled:
             p = p * (1 - lr * wd)
-        elif wd:
+        elif group["weight_decay"]:
             grad = grad + wd * p
-        step = state["step"] = state.get("step", 0) + 1
-        m = state["exp_avg"] = b1 * state.get("exp_avg", fg.zeros_like(p)) + (1 - b1) * grad
-        v = state["exp_avg_sq"] = b2 * state.get("exp_avg_sq", fg.zeros_like(p)) + (1 - b2) * grad * grad
+        step = self._step_count(state, p)
+        m = self._store(state, "exp_avg", b1 * state.get("exp_avg", fg.zeros_like(p)) + (1 - b1) * grad)
+        v = self._store(state, "exp_avg_sq",
+                        b2 * state.get("exp_avg_sq", fg.zeros_like(p)) + (1 - b2) * grad * grad)
         if group["amsgrad"]:
-            v = state["max_exp_avg_sq"] = state.get("max_exp_avg_sq", fg.zeros_like(p)).maximum(v)
-        denom = v.sqrt() / math.sqrt(1 - b2**step) + eps
+            v = self._store(state, "max_exp_avg_sq", state.get("max_exp_avg_sq", fg.zeros_like(p)).maximum(v))
+        denom = v.sqrt() / (1 - b2**step).sqrt() + eps
         return p - (lr / (1 - b1**step)) * m / denom
 
 
@@ -76,19 +76,20 @@ class RMSprop(Optimizer):
                                       centered=centered, maximize=maximize))
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
-        alpha, eps = group["alpha"], group["eps"]
-        g = grad + group["weight_decay"] * p if group["weight_decay"] else grad
-        sq = state["square_avg"] = alpha * state.get("square_avg", fg.zeros_like(p)) + (1 - alpha) * g * g
+        h = self._hyper(group, p)
+        alpha, eps = h("alpha"), h("eps")
+        g = grad + h("weight_decay") * p if group["weight_decay"] else grad
+        sq = self._store(state, "square_avg", alpha * state.get("square_avg", fg.zeros_like(p)) + (1 - alpha) * g * g)
         if group["centered"]:
-            ga = state["grad_avg"] = alpha * state.get("grad_avg", fg.zeros_like(p)) + (1 - alpha) * g
+            ga = self._store(state, "grad_avg", alpha * state.get("grad_avg", fg.zeros_like(p)) + (1 - alpha) * g)
             avg = (sq - ga * ga).sqrt() + eps
         else:
             avg = sq.sqrt() + eps
         if group["momentum"]:
-            buf = state["momentum_buffer"] = group["momentum"] * state.get("momentum_buffer", fg.zeros_like(p)) \
-                + g / avg
-            return p - group["lr"] * buf
-        return p - group["lr"] * g / avg
+            buf = self._store(state, "momentum_buffer",
+                              h("momentum") * state.get("momentum_buffer", fg.zeros_like(p)) + g / avg)
+            return p - h("lr") * buf
+        return p - h("lr") * g / avg
 
 
 class Adagrad(Optimizer):
@@ -100,9 +101,10 @@ class Adagrad(Optimizer):
                                       initial_accumulator_value=initial_accumulator_value, maximize=maximize))
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
-        g = grad + group["weight_decay"] * p if group["weight_decay"] else grad
-        step = state["step"] = state.get("step", 0) + 1
-        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
+        h = self._hyper(group, p)
+        g = grad + h("weight_decay") * p if group["weight_decay"] else grad
+        step = self._step_count(state, p)
+        clr = h("lr") / (1 + (step - 1) * h("lr_decay"))
         acc = state.get("sum", fg.full_like(p, group["initial_accumulator_value"]))
-        acc = state["sum"] = acc + g * g
-        return p - clr * g / (acc.sqrt() + group["eps"])
+        acc = self._store(state, "sum", acc + g * g)
+        return p - clr * g / (acc.sqrt() + h("eps"))

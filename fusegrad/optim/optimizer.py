@@ -20,6 +20,46 @@ def _shape_only() -> bool:
 _PROBE = fg.tensor(0.0, device="numpy")  # already realized, so reading it computes nothing
 
 
+class ParamGroup(dict):
+    """A parameter group (a dict, as in torch) that also keeps its numeric hyper-parameters as 0-d float64 tensors.
+
+    Update rules read the tensors, so a captured step (`fg.jit`) sees a learning rate changed later by a scheduler
+    or by hand: setting a key rewrites its tensor at once.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.tensors: dict[tuple[str, str], Any] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        for (k, device), t in self.tensors.items():
+            if k == key:
+                self._write(t, value, device)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102 - dict.update, through __setitem__
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    @staticmethod
+    def _write(t: Any, value: Any, device: str) -> None:
+        with fg.no_grad():
+            if isinstance(t, tuple):
+                for ti, vi in zip(t, value):
+                    ti.copy_(fg.tensor(float(vi), dtype=fg.float64, device=device))
+            else:
+                t.copy_(fg.tensor(float(value), dtype=fg.float64, device=device))
+
+    def tensor(self, key: str, device: str) -> Any:
+        """The hyper-parameter `key` as a 0-d float64 tensor on `device` (a tuple of them for tuples like betas)."""
+        value = self[key]
+        t = self.tensors.get((key, device))
+        if t is None:
+            make = lambda v: fg.tensor(float(v), dtype=fg.float64, device=device)  # noqa: E731
+            t = self.tensors[(key, device)] = tuple(map(make, value)) if isinstance(value, tuple) else make(value)
+        return t
+
+
 class Optimizer:
     """Holds parameter groups; subclasses implement `_update(p, grad, group, state)` returning p's new value.
 
@@ -55,7 +95,7 @@ class Optimizer:
             raise ValueError("some parameters appear in more than one parameter group")
         for k, v in self.defaults.items():
             group.setdefault(k, v)
-        self.param_groups.append(group)
+        self.param_groups.append(ParamGroup(group))
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of every parameter (to None, or to zeros when set_to_none is False)."""
@@ -65,6 +105,28 @@ class Optimizer:
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any]) -> Tensor:
         raise NotImplementedError
+
+    @staticmethod
+    def _hyper(group: ParamGroup, p: Tensor) -> Callable[[str], Any]:
+        """`h(key)`: a group's hyper-parameter as a tensor on p's device (values stay out of the compiled code)."""
+        return lambda key: group.tensor(key, p.device)
+
+    @staticmethod
+    def _store(state: dict[str, Any], key: str, value: Tensor) -> Tensor:
+        """Set a state tensor; after the first step it is the same tensor updated in place (as in torch), so state
+        dicts, checkpoints and `fg.jit` captures keep seeing it."""
+        old = state.get(key)
+        if isinstance(old, Tensor) and old.shape == value.shape:
+            return old.assign(value)
+        state[key] = value
+        return value
+
+    def _step_count(self, state: dict[str, Any], p: Tensor) -> Tensor:
+        """Advance the per-parameter step counter (a float32 tensor, like torch's) and return it as float64."""
+        count = state.get("step")
+        if not isinstance(count, Tensor):  # first step, or a state dict that stored a number
+            count = fg.tensor(float(count or 0), device=p.device)
+        return self._store(state, "step", count + 1).double()
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """Apply one update to every parameter that has a gradient.

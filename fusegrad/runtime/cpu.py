@@ -72,12 +72,14 @@ class CpuDevice(Device):
 
     def __init__(self) -> None:
         self.fallback = None
+        self.allocations = 0  # buffers this device has allocated (a jit replay must add none)
         if find_compiler() is None:
             warn_no_compiler()
             self.fallback = NumpyDevice()
 
     def from_numpy(self, array: np.ndarray, dtype: DType) -> Buffer:
         """Copy host data into an owned, contiguous array."""
+        self.allocations += 1
         return Buffer(self.name, array.shape, dtype, np.array(array, dtype=dtype.np, order="C", copy=True))
 
     def to_numpy(self, buffer: Buffer) -> np.ndarray:
@@ -142,8 +144,10 @@ class CpuDevice(Device):
                 result = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
             else:
                 result = np.matmul(a, b)
+            self.allocations += 1
             out.buffer = Buffer(self.name, out.shape, out.dtype, np.ascontiguousarray(result))
             return
+        self.allocations += 1
         target = np.empty(launch.value.shape, dtype=launch.value.dtype.np)
         args = [target.ctypes.data_as(ctypes.c_void_p)]
         args += [ctypes.c_void_p(n.buffer.handle.ctypes.data) for n in launch.item.inputs]

@@ -1,0 +1,385 @@
+"""A captured step on the `cpu` device as one C translation unit with one entry point, `fg_run`.
+
+Every kernel of the step is rendered by the same `lower` + `render_c` as eager mode; `fg_run` calls them in order
+with pointers into three kinds of memory: the caller's input buffers (arguments and read-only tensors, bound per
+call), persistent state buffers (parameters, optimizer state, gradients: updated in place), and one arena holding
+every intermediate at an offset planned at capture. MATMUL calls the CBLAS that NumPy ships (its function pointer
+is passed in), so a replay is one ctypes call with no allocation.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+
+import numpy as np
+
+from ..codegen import ir
+from ..codegen.c import C_TYPES, COMPUTE, PRELUDE, render_c
+from ..codegen.lower import lower
+from ..dtype import float32, float64
+from ..graph import Node, Op, source_node
+from ..runtime.compiler import compile_library
+from ..runtime.cpu import _pack_args
+from ..runtime.device import Buffer
+from ..schedule import ScheduleItem, schedule_kernels, strided_view
+from .blas import cblas_gemm
+from .memory_plan import Lifetime, MemoryPlan, plan_arena
+from .trace import Captured
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
+GEMM_TYPES = {float32: "fg_sgemm_t", float64: "fg_dgemm_t"}
+PROGRAM_PRELUDE = """#include <string.h>
+typedef void (*fg_sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                           int64_t, float, float*, int64_t);
+typedef void (*fg_dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                           int64_t, double, double*, int64_t);
+"""
+
+
+class UnsupportedStepError(Exception):
+    """The graph has something the compiled program does not express (the jit then replays the graph instead)."""
+
+
+class _Realized:
+    """Marks a node as computed while the program is built, so `strided_view` can see through to it."""
+
+
+_DONE = _Realized()
+
+
+def _walk(stmts: list[ir.Stmt]):  # noqa: ANN202 - generator of ir values
+    """Every value in a kernel body, nested ones included."""
+    stack: list = []
+    for s in stmts:
+        if isinstance(s, ir.Loop):
+            yield from _walk(s.body)
+        elif hasattr(s, "value"):
+            stack.append(s.value)
+    while stack:
+        v = stack.pop()
+        yield v
+        if isinstance(v, ir.Apply):
+            stack.extend(v.srcs)
+        elif isinstance(v, ir.GatherLoad):
+            stack.append(v.position)
+
+
+def _stores(stmts: list[ir.Stmt]) -> list[ir.Store]:
+    out = []
+    for s in stmts:
+        if isinstance(s, ir.Loop):
+            out += _stores(s.body)
+        elif isinstance(s, ir.Store):
+            out.append(s)
+    return out
+
+
+def _blas_layout(rows: int, cols: int, s_rows: int, s_cols: int) -> tuple[int, int] | None:
+    """(transpose flag, leading dimension) of a strided matrix for CBLAS (row-major), or None if BLAS can't read it."""
+    if cols == 1 or s_cols == 1:
+        ld = s_rows if rows > 1 else max(cols, 1)
+        if ld >= max(cols, 1):
+            return NO_TRANS, ld
+    if rows == 1 or s_rows == 1:
+        ld = s_cols if cols > 1 else max(rows, 1)
+        if ld >= max(rows, 1):
+            return TRANS, ld
+    return None
+
+
+class CpuProgram:
+    """A whole captured step compiled into one C function; `run` binds the inputs and calls it once."""
+
+    def __init__(self, captured: Captured):
+        self.captured = captured
+        self.inputs = captured.inputs
+        roots = captured.roots
+        for n in roots + self.inputs:
+            if n.op in (Op.COPY, Op.ASSIGN) and n.buffer is None:
+                raise UnsupportedStepError(f"{n.op.name} inside a captured step")
+        self.items = schedule_kernels(roots)
+        self.kernels: dict[int, ir.Kernel] = {}  # item index -> lowered kernel
+        self.where: dict[int, tuple[str, int, int]] = {}  # id(node) -> (memory kind, index, byte offset)
+        self.alias: dict[int, int] = {}  # id(view result) -> id(the node whose memory it shares)
+        for item in self.items:
+            if item.kind == "view":
+                base = id(item.inputs[0])
+                self.alias[id(item.out)] = self.alias.get(base, base)
+        for i, n in enumerate(self.inputs):
+            self.where[id(n)] = ("in", i, 0)
+        self.produced = {id(item.out) for item in self.items} | {id(n) for n in self.inputs}
+        try:
+            self._place_states()
+            self._plan()
+            self._render()
+        finally:  # the traced graph's nodes go back to unrealized, whatever happened
+            for item in self.items:
+                item.out.buffer = None
+
+    # ---- memory ----
+
+    def _place_states(self) -> None:
+        """Each state's new value is written straight into its persistent buffer where that is safe, else copied
+        there at the end; a state's old value is read from that same buffer."""
+        cap = self.captured
+        self.state_arrays = [np.zeros(s.final.shape, s.final.dtype.np) for s, _ in cap.states]
+        self.state_nodes = []
+        for k, (s, _) in enumerate(cap.states):
+            node = source_node(Op.LOAD, None, s.final.shape, s.final.dtype, s.final.device)
+            node.buffer = Buffer(s.final.device, s.final.shape, s.final.dtype, self.state_arrays[k])
+            self.state_nodes.append(node)
+        for i, (kind, k) in enumerate(cap.sources):
+            if kind == "state":
+                self.where[id(self.inputs[i])] = ("state", k, 0)
+        produced = {id(item.out): j for j, item in enumerate(self.items)}
+        state_of = {id(self.inputs[i]): k for i, (kind, k) in enumerate(cap.sources) if kind == "state"}
+        last_read: dict[int, int] = {}  # state index -> last item reading its old value (directly or via a view)
+        for j, item in enumerate(self.items):
+            for n in self._reads(item):
+                k = state_of.get(self.alias.get(id(n), id(n)))
+                if k is not None:
+                    last_read[k] = j
+        self.final_copies: list[tuple[int, Node]] = []
+        in_place: set[int] = set()
+        initial = {k: self.inputs[i] for i, (kind, k) in enumerate(cap.sources) if kind == "state"}
+        for k, (s, _) in enumerate(cap.states):
+            j = produced.get(id(s.final))
+            ok = (j is not None and id(s.final) not in in_place and self.items[j].kind == "kernel"
+                  and last_read.get(k, -1) <= j and (k not in initial or self._reads_only_in_place(j, initial[k])))
+            if ok:
+                self.where[id(s.final)] = ("state", k, 0)
+                in_place.add(id(s.final))
+            else:
+                self.final_copies.append((k, s.final))
+
+    def _reads(self, item: ScheduleItem) -> list[Node]:
+        """The nodes whose memory an item reads: its inputs, and for MATMUL the buffers under its strided operands."""
+        if item.kind != "matmul":
+            return item.inputs
+        out = []
+        for n in item.out.srcs:
+            while id(n) not in self.produced:
+                n = n.srcs[0]
+            out.append(n)
+        return out
+
+    def _lowered(self, j: int) -> ir.Kernel:
+        if j not in self.kernels:
+            self.kernels[j] = lower(self.items[j], "KERNEL")
+        return self.kernels[j]
+
+    def _reads_only_in_place(self, j: int, state_input: Node) -> bool:
+        """True if kernel j reads the state buffer only at the element it writes (so it may write over it)."""
+        item = self.items[j]
+        names = {f"in{i}" for i, n in enumerate(item.inputs) if self.alias.get(id(n), id(n)) == id(state_input)}
+        if not names:
+            return True
+        if any(item.inputs[int(nm[2:])] is not state_input or state_input.shape != item.out.shape for nm in names):
+            return False
+        kernel = self._lowered(j)
+        (store,) = _stores(kernel.body) or (None,)
+        if store is None:
+            return False
+        for v in _walk(kernel.body):
+            if isinstance(v, ir.GatherLoad) and v.buf in names:
+                return False
+            if isinstance(v, ir.Load) and v.buf in names and (v.index != store.index or not v.cond.always):
+                return False
+        return True
+
+    def _plan(self) -> None:
+        """Views alias their base; every other item result not in a state buffer gets an arena slot."""
+        end = len(self.items)
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for j, item in enumerate(self.items):
+            out = item.out
+            if item.kind == "view":
+                base = self.where[id(item.inputs[0])]
+                found = strided_view(out)
+                offset = found[1].offset if found is not None else 0
+                self.where[id(out)] = (base[0], base[1], base[2] + offset * out.dtype.itemsize)
+            elif id(out) not in self.where:
+                self.where[id(out)] = ("arena", id(out), 0)
+                first[id(out)] = j
+                last[id(out)] = j
+            for n in self._reads(item):
+                kind, key, _ = self.where[id(n)]
+                if kind == "arena":
+                    last[key] = j
+            out.buffer = _DONE  # so later strided_view calls see it as computed
+        for r in self.captured.roots:
+            w = self.where.get(id(r))
+            if w is not None and w[0] == "arena":
+                last[w[1]] = end
+        nbytes = {id(item.out): max(item.out.dtype.itemsize * int(np.prod(item.out.shape)), 1) for item in self.items}
+        self.plan: MemoryPlan = plan_arena([Lifetime(key, nbytes[key], first[key], last[key]) for key in first])
+        self.plan.state_bytes = sum(a.nbytes for a in self.state_arrays)
+        self.arena = np.zeros(max(self.plan.arena_bytes, 64) + 64, np.uint8)
+        self.arena_base = (-self.arena.ctypes.data) % 64  # align the arena start to a cache line
+
+    def _ptr(self, node: Node, const: bool = False) -> str:
+        """C expression for the address of a node's first element."""
+        kind, key, offset = self.where[id(node)]
+        base = {"in": f"in[{key}]", "state": f"state[{key}]",
+                "arena": f"(arena + {self.arena_base + self.plan.offsets.get(key, 0)})"}[kind]
+        qual = "const " if const else ""
+        return f"(({qual}{C_TYPES[node.dtype]}*)({base} + {offset}))"
+
+    def array_of(self, node: Node) -> np.ndarray:
+        """The NumPy array over a node's memory after a run (arena or state; views included)."""
+        kind, key, offset = self.where[id(node)]
+        if kind == "state":
+            mem = self.state_arrays[key].reshape(-1).view(np.uint8)
+        elif kind == "arena":
+            mem = self.arena[self.arena_base + self.plan.offsets[key]:]
+        else:
+            raise KeyError("inputs are the caller's")
+        count = int(np.prod(node.shape))
+        return mem[offset:offset + count * node.dtype.itemsize].view(node.dtype.np).reshape(node.shape)
+
+    # ---- code ----
+
+    def _render(self) -> None:
+        functions: dict[str, str] = {}
+        calls: list[str] = []
+        args: list[bool | int | float] = []
+        self.rand_slots: list[tuple[int, int, int]] = []  # (seed slot, offset slot, offset from the call's start)
+        self.gathers: list[list[tuple[int, int]]] = []
+        rand_offsets = {(n.arg[0], n.arg[1]): off for n, off in self.captured.rand}
+        for j, item in enumerate(self.items):
+            if item.kind == "view":
+                continue
+            if item.kind == "matmul":
+                calls.append(self._matmul(item))
+                continue
+            kernel = self._lowered(j)
+            body = render_c(kernel)
+            name = "k_" + hashlib.sha256(body.encode()).hexdigest()[:16]
+            functions[name] = "static " + body.replace("KERNEL", name, 1)
+            call = [self._ptr(item.out)] + [self._ptr(n, const=True) for n in item.inputs]
+            if kernel.uses_error_flag:
+                call.append(f"err + {len(self.gathers)}")
+                self.gathers.append(kernel.gathers)
+            if kernel.args:
+                call.append(f"args + {len(args)}")
+                for v in _walk(kernel.body):
+                    if isinstance(v, ir.Rand):
+                        seed, offset = kernel.args[v.seed.slot], kernel.args[v.offset.slot]
+                        self.rand_slots.append((len(args) + v.seed.slot, len(args) + v.offset.slot,
+                                                rand_offsets[(seed, offset)]))
+                args += kernel.args
+            calls.append(f"  {name}({', '.join(call)});")
+        for k, node in self.final_copies:
+            nbytes = node.dtype.itemsize * int(np.prod(node.shape))
+            calls.append(f"  memcpy(state[{k}], {self._ptr(node, const=True)}, {nbytes});")
+        self.source = (PRELUDE + PROGRAM_PRELUDE + "\n".join(functions.values()) +
+                       "\nvoid fg_run(char** in, char* arena, char** state, const fg_arg* args, int32_t* err, "
+                       "void* sgemm, void* dgemm) {\n  (void)in; (void)arena; (void)state; (void)args; (void)err; "
+                       "(void)sgemm; (void)dgemm;\n" + "\n".join(calls) + "\n}\n")
+        lib = compile_library(self.source, ["fg_run"])
+        self.fn = lib.fg_run
+        self.fn.restype = None
+        self.fn.argtypes = [ctypes.c_void_p] * 7
+        self.args = _pack_args(args) if args else np.zeros(1, np.float64)
+        self.args_int = self.args.view(np.int64)
+        self.err = np.zeros(max(len(self.gathers), 1), np.int32)
+        self.in_ptrs = np.zeros(max(len(self.inputs), 1), np.uint64)
+        self.bound_handles: list[np.ndarray | None] = [None] * len(self.inputs)
+        self.state_ptrs = np.array([a.ctypes.data for a in self.state_arrays] or [0], np.uint64)
+        self.gemm = (cblas_gemm(float32), cblas_gemm(float64))
+        self.call_args = [self.in_ptrs.ctypes.data, self.arena.ctypes.data, self.state_ptrs.ctypes.data,
+                          self.args.ctypes.data, self.err.ctypes.data, self.gemm[0] or 0, self.gemm[1] or 0]
+        self.outputs = [self._output_node(r) for r in self.captured.roots]
+
+    def _output_node(self, root: Node) -> Node | None:
+        """The node a root's value is read from after a run (None: it is an input, bound per call)."""
+        kind, key, _ = self.where[id(root)]
+        if kind == "in":
+            return None
+        if kind == "state" and self.where[id(root)][2] == 0 and root.shape == self.state_arrays[key].shape:
+            return self.state_nodes[key]
+        node = source_node(Op.LOAD, None, root.shape, root.dtype, root.device)
+        node.buffer = Buffer(root.device, root.shape, root.dtype, self.array_of(root))
+        return node
+
+    def _matmul(self, item: ScheduleItem) -> str:
+        """C for one MATMUL item: CBLAS gemm per batch matrix where the layout allows, else a plain loop nest."""
+        out = item.out
+        (a_base, a_view), (b_base, b_view) = (strided_view(s) for s in out.srcs)
+        *batch, m, n = out.shape
+        k = out.srcs[0].shape[-1]
+        a_ptr, b_ptr, c_ptr = self._ptr(a_base, True), self._ptr(b_base, True), self._ptr(out)
+        lines = []
+        loops = []
+        a_off, b_off, c_off = [str(a_view.offset)], [str(b_view.offset)], []
+        c_stride = m * n
+        for d in reversed(range(len(batch))):
+            c_off.append(f"b{d}*{c_stride}")
+            c_stride *= batch[d]
+        for d, size in enumerate(batch):
+            loops.append(f"for (int64_t b{d} = 0; b{d} < {size}; b{d}++)")
+            a_off.append(f"b{d}*{a_view.strides[d]}")
+            b_off.append(f"b{d}*{b_view.strides[d]}")
+        a_at, b_at, c_at = (f"({p} + {'+'.join(o) if o else '0'})" for p, o in
+                            ((a_ptr, a_off), (b_ptr, b_off), (c_ptr, c_off)))
+        la = _blas_layout(m, k, a_view.strides[-2], a_view.strides[-1])
+        lb = _blas_layout(k, n, b_view.strides[-2], b_view.strides[-1])
+        gemm = GEMM_TYPES.get(out.dtype)
+        if m * n == 0:
+            return "  /* empty matmul */"
+        if k == 0:
+            return f"  memset({c_ptr}, 0, {out.dtype.itemsize * m * n * int(np.prod(batch))});"
+        if gemm is not None and la is not None and lb is not None and cblas_gemm(out.dtype) is not None:
+            fn = "sgemm" if out.dtype == float32 else "dgemm"
+            lines.append(f"(({gemm}){fn})({ROW_MAJOR}, {la[0]}, {lb[0]}, {m}, {n}, {k}, 1.0, {a_at}, {la[1]}, "
+                         f"{b_at}, {lb[1]}, 0.0, {c_at}, {n});")
+        else:
+            acc = COMPUTE.get(out.dtype, C_TYPES[out.dtype])
+            sa, sb = a_view.strides, b_view.strides
+            lines.append(f"for (int64_t i = 0; i < {m}; i++) for (int64_t j = 0; j < {n}; j++) {{ {acc} s = 0; "
+                         f"for (int64_t p = 0; p < {k}; p++) s += ({acc}){a_at}[i*{sa[-2]}+p*{sa[-1]}] * "
+                         f"({acc}){b_at}[p*{sb[-2]}+j*{sb[-1]}]; {c_at}[i*{n}+j] = s; }}")
+        return "  " + " ".join(loops) + " { " + " ".join(lines) + " }"
+
+    # ---- running ----
+
+    def run(self, bound: list[Buffer], rng: tuple[int, int]) -> list[Node]:
+        """Bind the inputs, copy state values that were replaced from outside, run `fg_run`, return root nodes."""
+        ptrs = self.in_ptrs
+        for i, b in enumerate(bound):
+            kind, k, _ = self.where[id(self.inputs[i])]
+            if kind == "state":
+                if b.handle is not self.state_arrays[k]:
+                    np.copyto(self.state_arrays[k], b.handle)
+            elif b.handle is not self.bound_handles[i]:  # a new array: look its address up once
+                ptrs[i] = b.handle.__array_interface__["data"][0]
+                self.bound_handles[i] = b.handle
+        seed, counter = rng
+        for seed_slot, offset_slot, offset in self.rand_slots:
+            self.args_int[seed_slot] = seed - 2**64 if seed >= 2**63 else seed
+            self.args_int[offset_slot] = counter + offset
+        self.fn(*self.call_args)
+        if self.gathers and self.err.any():
+            k = int(np.flatnonzero(self.err)[0])
+            dim, size = self.gathers[k][self.err[k] - 1]
+            self.err[:] = 0
+            raise IndexError(f"index out of bounds for dim {dim} with size {size} (in a jitted step)")
+        return [o if o is not None else _input_node(self.inputs, bound, r, self.captured)
+                for o, r in zip(self.outputs, self.captured.roots)]
+
+    def memory_plan(self) -> MemoryPlan:
+        """The arena layout planned at capture."""
+        return self.plan
+
+    def state_value(self, k: int, results: list[Node]) -> Node:
+        """The node state k holds after a run: its persistent buffer, the same node every call."""
+        return self.state_nodes[k]
+
+
+def _input_node(inputs: list[Node], bound: list[Buffer], root: Node, captured: Captured) -> Node:
+    """A root that is one of the inputs (the function returned a tensor it was given): the bound buffer."""
+    buf = bound[next(i for i, n in enumerate(inputs) if n is root)]
+    node = source_node(Op.LOAD, buf, root.shape, root.dtype, root.device)
+    node.buffer = buf
+    return node
