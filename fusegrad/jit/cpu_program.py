@@ -144,8 +144,11 @@ class CpuProgram:
         initial = {k: self.inputs[i] for i, (kind, k) in enumerate(cap.sources) if kind == "state"}
         for k, (s, _) in enumerate(cap.states):
             j = produced.get(id(s.final))
-            ok = (j is not None and id(s.final) not in in_place and self.items[j].kind == "kernel"
-                  and last_read.get(k, -1) <= j and (k not in initial or self._reads_only_in_place(j, initial[k])))
+            kind = self.items[j].kind if j is not None else None
+            ok = j is not None and id(s.final) not in in_place and (
+                (kind == "kernel" and last_read.get(k, -1) <= j and
+                 (k not in initial or self._reads_only_in_place(j, initial[k]))) or
+                (kind == "matmul" and last_read.get(k, -1) < j))  # BLAS must not read what it writes
             if ok:
                 self.where[id(s.final)] = ("state", k, 0)
                 in_place.add(id(s.final))
