@@ -1,4 +1,6 @@
 """The examples run and learn."""
+import numpy as np
+
 from fusegrad.examples import micrograd
 
 
@@ -20,3 +22,10 @@ def test_mnist_cnn_learns_on_a_subset() -> None:
     assert len(losses) == 80
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
     assert acc > 0.6  # measured 0.83; chance is 0.1
+
+
+def test_mnist_cnn_gives_the_same_losses_with_and_without_jit() -> None:
+    from fusegrad.examples import mnist_cnn
+    runs = [mnist_cnn.train(epochs=1, batch_size=16, limit=96, test_limit=50, jit=jit)[1] for jit in (False, True)]
+    assert len(runs[0]) == 6
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-4, atol=1e-5)

@@ -28,7 +28,7 @@ def subset(data: TensorDataset, limit: int | None) -> TensorDataset:
 
 
 def train(epochs: int = 1, batch_size: int = 64, lr: float = 1e-3, seed: int = 0, plot: str | None = None,
-          limit: int | None = None, test_limit: int | None = None) -> tuple[float, list[float]]:
+          limit: int | None = None, test_limit: int | None = None, jit: bool = True) -> tuple[float, list[float]]:
     """Train with Adam and a cosine learning-rate decay per step on the first `limit` training images.
 
     Returns the final accuracy on the first `test_limit` test images and the per-step training losses.
@@ -37,7 +37,7 @@ def train(epochs: int = 1, batch_size: int = 64, lr: float = 1e-3, seed: int = 0
     train_set, test_set = subset(as_tensors("train"), limit), subset(as_tensors("test"), test_limit)
     model = make_model()
     opt = optim.Adam(model.parameters(), lr=lr)
-    return fit(model, opt, train_set, test_set, accuracy, epochs, batch_size, seed, "MNIST CNN", plot)
+    return fit(model, opt, train_set, test_set, accuracy, epochs, batch_size, seed, "MNIST CNN", plot, jit)
 
 
 def main() -> None:
@@ -49,8 +49,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="train on only the first LIMIT training images")
     parser.add_argument("--plot", metavar="PNG", help="write the loss curve to this file")
+    parser.add_argument("--no-jit", action="store_true", help="run every step eagerly instead of with fg.jit")
     args = parser.parse_args()
-    train(args.epochs, args.batch_size, args.lr, args.seed, args.plot, args.limit)
+    train(args.epochs, args.batch_size, args.lr, args.seed, args.plot, args.limit, jit=not args.no_jit)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,14 @@ def accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 1000) -> f
 
 
 def train(epochs: int = 1, batch_size: int = 64, lr: float = 0.1, seed: int = 0,
-          plot: str | None = None) -> float:
+          plot: str | None = None, jit: bool = True) -> float:
     """Train with SGD + momentum and a cosine learning-rate decay per step; returns the final test accuracy."""
     fg.manual_seed(seed)
     train_set, test_set = as_tensors("train"), as_tensors("test")
     model = make_model()
     opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    acc, _ = fit(model, opt, train_set, test_set, accuracy, epochs, batch_size, seed, "MNIST MLP 784-128-64-10", plot)
+    acc, _ = fit(model, opt, train_set, test_set, accuracy, epochs, batch_size, seed, "MNIST MLP 784-128-64-10", plot,
+                 jit)
     return acc
 
 
@@ -55,8 +56,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", metavar="PNG", help="write the loss curve to this file")
+    parser.add_argument("--no-jit", action="store_true", help="run every step eagerly instead of with fg.jit")
     args = parser.parse_args()
-    train(args.epochs, args.batch_size, args.lr, args.seed, args.plot)
+    train(args.epochs, args.batch_size, args.lr, args.seed, args.plot, jit=not args.no_jit)
 
 
 if __name__ == "__main__":

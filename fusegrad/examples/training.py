@@ -35,9 +35,10 @@ def plot_losses(losses: list[float], path: str, title: str) -> None:
 
 
 def fit(model: Any, opt: Any, train_set: Any, test_set: Any, evaluate: Any, epochs: int, batch_size: int,
-        seed: int, title: str, plot: str | None = None) -> tuple[float, list[float]]:
+        seed: int, title: str, plot: str | None = None, jit: bool = True) -> tuple[float, list[float]]:
     """The examples' classifier training loop: cross-entropy, a per-step cosine decay of the learning rate, a
-    progress bar, and test accuracy (from `evaluate(model, test_set)`) with speed after every epoch.
+    progress bar, and test accuracy (from `evaluate(model, test_set)`) with speed after every epoch. With `jit`,
+    the whole step (forward, backward, update) is captured by `fg.jit` and replayed as one compiled program.
 
     Returns the final test accuracy and the loss of every step.
     """
@@ -51,14 +52,20 @@ def fit(model: Any, opt: Any, train_set: Any, test_set: Any, evaluate: Any, epoc
     schedule = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
     losses: list[float] = []
     acc = 0.0
+
+    def train_step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    step = fg.jit(train_step) if jit else train_step
     for epoch in range(epochs):
         start, steps = time.perf_counter(), 0
         bar = progress(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="step", mininterval=1.0)
         for x, y in bar:
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss = step(x, y)
             schedule.step()
             losses.append(loss.item())
             steps += 1
@@ -68,7 +75,7 @@ def fit(model: Any, opt: Any, train_set: Any, test_set: Any, evaluate: Any, epoc
         acc = evaluate(model, test_set)
         print(f"epoch {epoch + 1}: loss {sum(losses[-steps:]) / max(steps, 1):.4f}  test accuracy {acc:.2%}  "
               f"{steps / elapsed:.1f} steps/s ({steps * batch_size / elapsed:.0f} samples/s) on device "
-              f"'{fg.default_device()}'")
+              f"'{fg.default_device()}'{' with fg.jit' if jit else ''}")
     if plot:
         plot_losses(losses, plot, title)
     return acc, losses

@@ -37,3 +37,13 @@ def cblas_gemm(dtype: DType) -> int | None:
         if hasattr(lib, name):
             return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
     return None
+
+
+@functools.cache
+def blas_threads_setter() -> int | None:
+    """Address of OpenBLAS's `openblas_set_num_threads_local(int)` (a per-thread thread count; 0 = the default),
+    or None. Small products run on one thread: waking BLAS threads costs more than they save there."""
+    lib = _library()
+    if lib is None or not hasattr(lib, "openblas_set_num_threads_local"):
+        return None
+    return ctypes.cast(lib.openblas_set_num_threads_local, ctypes.c_void_p).value

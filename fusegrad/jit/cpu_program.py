@@ -22,17 +22,20 @@ from ..runtime.compiler import compile_library
 from ..runtime.cpu import _pack_args
 from ..runtime.device import Buffer
 from ..schedule import ScheduleItem, schedule_kernels, strided_view
-from .blas import cblas_gemm
+from .blas import blas_threads_setter, cblas_gemm
 from .memory_plan import Lifetime, MemoryPlan, plan_arena
 from .trace import Captured
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
+SINGLE_THREAD_GEMM = 1 << 24  # multiply-adds below which one BLAS thread beats several
 GEMM_TYPES = {float32: "fg_sgemm_t", float64: "fg_dgemm_t"}
 PROGRAM_PRELUDE = """#include <string.h>
 typedef void (*fg_sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                            int64_t, float, float*, int64_t);
 typedef void (*fg_dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
                            int64_t, double, double*, int64_t);
+typedef int (*fg_threads_t)(int);
+#define FG_GEMM_THREADS(n) do { if (threads) ((fg_threads_t)threads)(n); } while (0)
 """
 
 
@@ -278,12 +281,13 @@ class CpuProgram:
             calls.append(f"  memcpy(state[{k}], {self._ptr(node, const=True)}, {nbytes});")
         self.source = (PRELUDE + PROGRAM_PRELUDE + "\n".join(functions.values()) +
                        "\nvoid fg_run(char** in, char* arena, char** state, const fg_arg* args, int32_t* err, "
-                       "void* sgemm, void* dgemm) {\n  (void)in; (void)arena; (void)state; (void)args; (void)err; "
-                       "(void)sgemm; (void)dgemm;\n" + "\n".join(calls) + "\n}\n")
+                       "void* sgemm, void* dgemm, void* threads) {\n  (void)in; (void)arena; (void)state; (void)args; "
+                       "(void)err; (void)sgemm; (void)dgemm; (void)threads;\n" + "\n".join(calls) +
+                       "\n  FG_GEMM_THREADS(0);\n}\n")
         lib = compile_library(self.source, ["fg_run"])
         self.fn = lib.fg_run
         self.fn.restype = None
-        self.fn.argtypes = [ctypes.c_void_p] * 7
+        self.fn.argtypes = [ctypes.c_void_p] * 8
         self.args = _pack_args(args) if args else np.zeros(1, np.float64)
         self.args_int = self.args.view(np.int64)
         self.err = np.zeros(max(len(self.gathers), 1), np.int32)
@@ -292,7 +296,8 @@ class CpuProgram:
         self.state_ptrs = np.array([a.ctypes.data for a in self.state_arrays] or [0], np.uint64)
         self.gemm = (cblas_gemm(float32), cblas_gemm(float64))
         self.call_args = [self.in_ptrs.ctypes.data, self.arena.ctypes.data, self.state_ptrs.ctypes.data,
-                          self.args.ctypes.data, self.err.ctypes.data, self.gemm[0] or 0, self.gemm[1] or 0]
+                          self.args.ctypes.data, self.err.ctypes.data, self.gemm[0] or 0, self.gemm[1] or 0,
+                          blas_threads_setter() or 0]
         self.outputs = [self._output_node(r) for r in self.captured.roots]
 
     def _output_node(self, root: Node) -> Node | None:
@@ -335,6 +340,7 @@ class CpuProgram:
             return f"  memset({c_ptr}, 0, {out.dtype.itemsize * m * n * int(np.prod(batch))});"
         if gemm is not None and la is not None and lb is not None and cblas_gemm(out.dtype) is not None:
             fn = "sgemm" if out.dtype == float32 else "dgemm"
+            lines.append(f"FG_GEMM_THREADS({1 if m * n * k < SINGLE_THREAD_GEMM else 0});")
             lines.append(f"(({gemm}){fn})({ROW_MAJOR}, {la[0]}, {lb[0]}, {m}, {n}, {k}, 1.0, {a_at}, {la[1]}, "
                          f"{b_at}, {lb[1]}, 0.0, {c_at}, {n});")
         else:
