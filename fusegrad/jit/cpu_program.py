@@ -222,13 +222,14 @@ class CpuProgram:
         self.plan: MemoryPlan = plan_arena([Lifetime(key, nbytes[key], first[key], last[key]) for key in first])
         self.plan.state_bytes = sum(a.nbytes for a in self.state_arrays)
         self.arena = np.zeros(max(self.plan.arena_bytes, 64) + 64, np.uint8)
-        self.arena_base = (-self.arena.ctypes.data) % 64  # align the arena start to a cache line
+        self.arena_base = (-self.arena.ctypes.data) % 64  # the arena starts on a cache line (passed at run time:
+        # the source must not depend on where memory happens to be, or the disk cache would never hit)
 
     def _ptr(self, node: Node, const: bool = False) -> str:
         """C expression for the address of a node's first element."""
         kind, key, offset = self.where[id(node)]
         base = {"in": f"in[{key}]", "state": f"state[{key}]",
-                "arena": f"(arena + {self.arena_base + self.plan.offsets.get(key, 0)})"}[kind]
+                "arena": f"(arena + {self.plan.offsets.get(key, 0)})"}[kind]
         qual = "const " if const else ""
         return f"(({qual}{C_TYPES[node.dtype]}*)({base} + {offset}))"
 
@@ -295,9 +296,9 @@ class CpuProgram:
         self.bound_handles: list[np.ndarray | None] = [None] * len(self.inputs)
         self.state_ptrs = np.array([a.ctypes.data for a in self.state_arrays] or [0], np.uint64)
         self.gemm = (cblas_gemm(float32), cblas_gemm(float64))
-        self.call_args = [self.in_ptrs.ctypes.data, self.arena.ctypes.data, self.state_ptrs.ctypes.data,
-                          self.args.ctypes.data, self.err.ctypes.data, self.gemm[0] or 0, self.gemm[1] or 0,
-                          blas_threads_setter() or 0]
+        self.call_args = [self.in_ptrs.ctypes.data, self.arena.ctypes.data + self.arena_base,
+                          self.state_ptrs.ctypes.data, self.args.ctypes.data, self.err.ctypes.data,
+                          self.gemm[0] or 0, self.gemm[1] or 0, blas_threads_setter() or 0]
         self.outputs = [self._output_node(r) for r in self.captured.roots]
 
     def _output_node(self, root: Node) -> Node | None:
