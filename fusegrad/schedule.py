@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .graph import MOVEMENT, REDUCE, Node, Op, toposort
+from .graph import ELEMENTWISE, MOVEMENT, REDUCE, Node, Op, prod, toposort
 from .view import View
 
 MAX_FUSED_DEPTH = 512
@@ -74,6 +74,32 @@ def _contiguous_alias(node: Node, boundary: set[int]) -> Node | None:
     return base if view == dense else None
 
 
+EXPENSIVE = {Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.IDIV, Op.MOD}
+BROADCAST_CUT = 16  # a computed value broadcast this many times over is computed once, into its own buffer
+
+
+def _computed_once(n: Node, boundary: set[int]) -> bool:
+    """True if `n` (the source of an EXPAND) is arithmetic on stored values only that is worth computing once rather
+    than at every element it is broadcast to: more than a few ops, or a transcendental one (e.g. Adam's
+    lr / (1 - beta1**step) over a whole tensor). Values computed from other kernels stay fused (softmax's max)."""
+    count, stack, seen = 0, [n], set()
+    found = False
+    while stack:
+        m = stack.pop()
+        if m.realized or id(m) in seen:
+            continue
+        if (id(m) in boundary and m is not n) or m.op in REDUCE or m.op is Op.MATMUL:
+            return False
+        seen.add(id(m))
+        if len(seen) > 64:  # bounded work per EXPAND: a big subgraph is not a scalar formula
+            return False
+        if m.op in ELEMENTWISE:
+            count += 1
+            found = found or m.op in EXPENSIVE or count > 3
+        stack.extend(m.srcs)
+    return found
+
+
 def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:
     """ids of the nodes that get their own buffer."""
     out = {id(r) for r in roots}
@@ -81,6 +107,12 @@ def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:
     for n in order:
         if n.realized:
             continue
+        if n.op is Op.EXPAND and prod(n.shape) >= BROADCAST_CUT * prod(n.srcs[0].shape):
+            src = n.srcs[0]
+            while src.op in MOVEMENT and not src.realized:
+                src = src.srcs[0]
+            if not src.realized and _computed_once(src, out):
+                out.add(id(src))
         # a very deep fused chain becomes a buffer: bounded kernel size keeps compiling (and lowering) cheap
         depth[id(n)] = 1 + max((depth.get(id(s), 0) for s in n.srcs if id(s) not in out), default=0)
         if depth[id(n)] > MAX_FUSED_DEPTH:
