@@ -126,6 +126,38 @@ def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:
     return out
 
 
+SHARED_CUT = 10  # elementwise ops: a subgraph this big that several kernels would inline is computed once instead
+
+
+def _shared_work(order: list[Node], boundary: set[int]) -> set[int]:
+    """Nodes that more than one kernel would recompute (inlined subgraphs are per kernel) and that carry at least
+    SHARED_CUT elementwise ops below them: computing them once bounds the work of graphs like an unrolled LSTM's
+    backward, where each step's gates feed several kernels."""
+    kernels: dict[int, int] = {}
+    for root in order:
+        if root.realized or id(root) not in boundary:
+            continue
+        seen: set[int] = set()
+        stack = list(root.srcs)
+        while stack:
+            m = stack.pop()
+            if m.realized or id(m) in boundary or id(m) in seen or m.op is Op.COPY:
+                continue
+            seen.add(id(m))
+            kernels[id(m)] = kernels.get(id(m), 0) + 1
+            stack.extend(m.srcs)
+    work: dict[int, int] = {}
+    extra: set[int] = set()
+    for n in order:
+        if n.realized or id(n) in boundary:
+            continue
+        below = sum(work.get(id(s), 0) for s in n.srcs if id(s) not in extra)
+        work[id(n)] = min(below + (n.op in ELEMENTWISE), 1 << 20)
+        if kernels.get(id(n), 0) >= 2 and work[id(n)] >= SHARED_CUT and n.op not in MOVEMENT:
+            extra.add(id(n))
+    return extra
+
+
 def kernel_inputs(node: Node, is_boundary: set[int] | None = None) -> list[Node]:
     """The realized (or separately computed) nodes that the kernel computing `node` reads, in first-use order."""
     seen: set[int] = set()
@@ -148,6 +180,7 @@ def schedule_kernels(roots: list[Node]) -> list[ScheduleItem]:
     roots = [r for r in roots if not r.realized]
     order = toposort(roots)
     boundary = _boundaries(order, roots)
+    boundary |= _shared_work(order, boundary)
     items = []
     for n in order:
         if n.realized or id(n) not in boundary:
