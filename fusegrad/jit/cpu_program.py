@@ -281,13 +281,14 @@ class CpuProgram:
             nbytes = node.dtype.itemsize * int(np.prod(node.shape))
             calls.append(f"  memcpy(state[{k}], {self._ptr(node, const=True)}, {nbytes});")
         self.source = (PRELUDE + PROGRAM_PRELUDE + "\n".join(functions.values()) +
-                       "\nvoid fg_run(char** in, char* arena, char** state, const fg_arg* args, int32_t* err, "
+                       "\nint32_t fg_run(char** in, char* arena, char** state, const fg_arg* args, int32_t* err, "
                        "void* sgemm, void* dgemm, void* threads) {\n  (void)in; (void)arena; (void)state; (void)args; "
                        "(void)err; (void)sgemm; (void)dgemm; (void)threads;\n" + "\n".join(calls) +
-                       "\n  FG_GEMM_THREADS(0);\n}\n")
+                       "\n  FG_GEMM_THREADS(0);\n  int32_t failed = 0;\n"
+                       f"  for (int i = 0; i < {len(self.gathers)}; i++) failed |= err[i];\n  return failed;\n}}\n")
         lib = compile_library(self.source, ["fg_run"])
         self.fn = lib.fg_run
-        self.fn.restype = None
+        self.fn.restype = ctypes.c_int32  # nonzero: a gather was out of range
         self.fn.argtypes = [ctypes.c_void_p] * 8
         self.args = _pack_args(args) if args else np.zeros(1, np.float64)
         self.args_int = self.args.view(np.int64)
@@ -300,6 +301,8 @@ class CpuProgram:
                           self.state_ptrs.ctypes.data, self.args.ctypes.data, self.err.ctypes.data,
                           self.gemm[0] or 0, self.gemm[1] or 0, blas_threads_setter() or 0]
         self.outputs = [self._output_node(r) for r in self.captured.roots]
+        self.outputs_fixed = all(o is not None for o in self.outputs)
+        self.input_state = [self.where[id(n)][1] if self.where[id(n)][0] == "state" else None for n in self.inputs]
 
     def _output_node(self, root: Node) -> Node | None:
         """The node a root's value is read from after a run (None: it is an input, bound per call)."""
@@ -356,25 +359,30 @@ class CpuProgram:
 
     def run(self, bound: list[Buffer], rng: tuple[int, int]) -> list[Node]:
         """Bind the inputs, copy state values that were replaced from outside, run `fg_run`, return root nodes."""
-        ptrs = self.in_ptrs
+        handles = self.bound_handles
         for i, b in enumerate(bound):
-            kind, k, _ = self.where[id(self.inputs[i])]
-            if kind == "state":
-                if b.handle is not self.state_arrays[k]:
-                    np.copyto(self.state_arrays[k], b.handle)
-            elif b.handle is not self.bound_handles[i]:  # a new array: look its address up once
-                ptrs[i] = b.handle.__array_interface__["data"][0]
-                self.bound_handles[i] = b.handle
-        seed, counter = rng
-        for seed_slot, offset_slot, offset in self.rand_slots:
-            self.args_int[seed_slot] = seed - 2**64 if seed >= 2**63 else seed
-            self.args_int[offset_slot] = counter + offset
-        self.fn(*self.call_args)
-        if self.gathers and self.err.any():
+            h = b.handle
+            if h is handles[i]:  # the same array as last call: its address is already bound
+                continue
+            k = self.input_state[i]
+            if k is not None:  # a state replaced from outside: its values go into the persistent buffer
+                if h is not self.state_arrays[k]:
+                    np.copyto(self.state_arrays[k], h)
+                continue
+            self.in_ptrs[i] = h.__array_interface__["data"][0]
+            handles[i] = h
+        if self.rand_slots:
+            seed, counter = rng
+            for seed_slot, offset_slot, offset in self.rand_slots:
+                self.args_int[seed_slot] = seed - 2**64 if seed >= 2**63 else seed
+                self.args_int[offset_slot] = counter + offset
+        if self.fn(*self.call_args):
             k = int(np.flatnonzero(self.err)[0])
             dim, size = self.gathers[k][self.err[k] - 1]
             self.err[:] = 0
             raise IndexError(f"index out of bounds for dim {dim} with size {size} (in a jitted step)")
+        if self.outputs_fixed:
+            return self.outputs
         return [o if o is not None else _input_node(self.inputs, bound, r, self.captured)
                 for o, r in zip(self.outputs, self.captured.roots)]
 

@@ -78,11 +78,15 @@ class _Capture:
         bound = []
         cap = self.captured
         for node, (kind, src) in zip(cap.inputs, cap.sources):
-            if kind == "arg":
-                current = args[src]._node
-            elif kind == "state":
+            if kind == "arg":  # the signature already matched its shape, dtype and device
+                bound.append(args[src]._node.buffer)
+                continue
+            if kind == "state":
                 state = cap.states[src][0]
                 current = state.current()
+                if current is not None and current is self.bound_states[src]:  # still what the last call left
+                    bound.append(current.buffer)
+                    continue
                 if current is None:
                     raise JitError(f"fg.jit: a tensor the captured step updates (shape {node.shape}) is gone or its "
                                    ".grad is None now; it held a value when the step was captured")
@@ -112,6 +116,8 @@ class _Capture:
         creation._rng["counter"] += cap.rng_used
         for k, (state, _) in enumerate(cap.states):
             node = self.program.state_value(k, results)
+            if node is self.bound_states[k] and state.current() is node:  # the compiled step wrote it in place
+                continue
             if state.attr == "_grad" and (self.grad_tensors[k] is None or self.grad_tensors[k]._node is not node):
                 self.grad_tensors[k] = Tensor(node)
             state.bind(node, self.grad_tensors[k])
@@ -144,14 +150,19 @@ class jit:  # noqa: N801 - used like a function, as torch.compile and jax.jit ar
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if grad_mode.tracing() is not None or grad_mode.shape_only():  # inside another trace or eval_shape: inline
             return self.fn(*args, **kwargs)
-        leaves: list[Any] = []
-        structure = _flatten((args, kwargs), leaves)
-        tensors = [x for x in leaves if isinstance(x, Tensor)]
+        if not kwargs and all(type(a) is Tensor for a in args):  # the common case, keyed without flattening
+            tensors = list(args)
+            key: Any = tuple((t._node.shape, t._node.dtype, t._node.device, t.requires_grad) for t in tensors)
+        else:
+            leaves: list[Any] = []
+            structure = _flatten((args, kwargs), leaves)
+            tensors = [x for x in leaves if isinstance(x, Tensor)]
+            key = (repr(structure), tuple((t.shape, t.dtype.name, t.device, t.requires_grad)
+                                          if isinstance(t, Tensor) else _static_key(t) for t in leaves))
         pending = [t for t in tensors if t._node.buffer is None]
         if pending:
             pending[0].realize(*pending[1:])
-        key = (repr(structure), tuple((t.shape, t.dtype.name, t.device, t.requires_grad) if isinstance(t, Tensor)
-                                      else _static_key(t) for t in leaves))
+
         cap = self.captures.get(key)
         if cap is None:
             count = self.calls[key] = self.calls.get(key, 0) + 1
