@@ -88,10 +88,12 @@ def _computed_once(n: Node, boundary: set[int]) -> bool:
         m = stack.pop()
         if m.realized or id(m) in seen:
             continue
-        if (id(m) in boundary and m is not n) or m.op in REDUCE or m.op is Op.MATMUL:
+        if m.op in REDUCE or m.op is Op.MATMUL:
             return False
+        if id(m) in boundary and m is not n:  # computed by another kernel (e.g. a step counter updated this step)
+            continue
         seen.add(id(m))
-        if len(seen) > 64:  # bounded work per EXPAND: a big subgraph is not a scalar formula
+        if len(seen) > 256:  # bounded work per EXPAND: a big subgraph is not a scalar formula
             return False
         if m.op in ELEMENTWISE:
             count += 1
