@@ -64,7 +64,8 @@ def realize(*tensors: Tensor) -> None:
 __version__ = "0.1.0"
 __all__ = ["DType", "Spec", "ShapeError", "ShapeOnlyError", "Tensor", "arange", "available_devices", "bool_", "cat",
            "default_device", "dropout", "einsum", "empty", "empty_like", "enable_grad", "eval_shape", "eye", "float16",
-           "float32", "float64", "from_numpy", "full", "full_like", "grad", "int32", "int64", "is_grad_enabled", "jit", "JitError",
-           "linspace", "manual_seed", "no_grad", "normal", "one_hot", "ones", "ones_like", "promote_types", "rand",
-           "rand_like", "randint", "randint_like", "randn", "randn_like", "realize", "schedule", "set_default_device",
-           "set_grad_enabled", "stack", "tensor", "uint8", "where", "zeros", "zeros_like", *FUNCTIONS]
+           "float32", "float64", "from_numpy", "full", "full_like", "grad", "int32", "int64", "is_grad_enabled", "jit",
+           "JitError", "linspace", "manual_seed", "no_grad", "normal", "one_hot", "ones", "ones_like", "promote_types",
+           "rand", "rand_like", "randint", "randint_like", "randn", "randn_like", "realize", "schedule",
+           "set_default_device", "set_grad_enabled", "stack", "tensor", "uint8", "where", "zeros", "zeros_like",
+           *FUNCTIONS]

@@ -94,7 +94,7 @@ def _grad_permute(ctx: Context, g: Value) -> tuple[Value]:
     node = g._node
     if (n >= 2 and inverse == tuple(range(n - 2)) + (n - 1, n - 2) and node.op is Op.MATMUL and not node.realized
             and not g.requires_grad):
-        # (a @ b)^T as b^T @ a^T: a weight's gradient comes out of the matmul in its own layout, with no transposing copy
+        # (a @ b)^T as b^T @ a^T: a weight's gradient leaves the matmul in its own layout, no transposing copy
         a, b = (g._wrap(s) for s in node.srcs)
         return (_p(Op.MATMUL, _swap_last(b), _swap_last(a)),)
     return (_p(Op.PERMUTE, g, arg=inverse),)

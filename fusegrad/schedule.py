@@ -23,6 +23,7 @@ class ScheduleItem:
     out: Node
     kind: str  # "kernel" (fused loop nest), "matmul" (BLAS-style library call), "view" (same memory, new shape)
     inputs: list[Node] = field(default_factory=list)
+    offset: int = 0  # a view's first element in its base buffer (in elements)
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.out.op.name} {self.out.shape} {self.out.dtype.name} reads {len(self.inputs)}>"
@@ -53,13 +54,61 @@ def _apply_view(view: View, n: Node) -> View | None:
     return VIEW_OPS[n.op](view, n.arg)
 
 
-def _contiguous_alias(node: Node, boundary: set[int]) -> Node | None:
-    """The buffer node of which `node` is one dense row-major block, so it can share that memory."""
+def _view_base(node: Node) -> Node:
+    """The node to realize so that MATMUL operand `node` reads it as a strided view: the deepest one under its chain
+    of movement ops through which the chain is one View a BLAS library reads as it is (`blas_view`), else `node`
+    itself. The im2col patch matrix of a conv and its transpose (the weight gradient's operand) so share one
+    buffer, and a broadcast weight is not copied."""
+    best, chain = node, []
+    while node.op in MOVEMENT and not node.realized:
+        chain.append(node)
+        node = node.srcs[0]
+        if node.realized:
+            break
+        view: View | None = View.contiguous(node.shape)
+        for m in reversed(chain):
+            view = _apply_view(view, m)
+            if view is None or view.mask is not None:
+                break
+        else:
+            if blas_view(view):
+                best = node
+    return best
+
+
+def blas_matrix(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """Whether BLAS reads the (rows, cols) matrices of a strided operand as they are: a unit stride along one dim and
+    a leading dimension along the other (e.g. not broadcast rows)."""
+    (rows, cols), (s_rows, s_cols) = shape[-2:], strides[-2:]
+    by_rows = (s_cols == 1 or cols == 1) and s_rows >= max(cols, 1)
+    return by_rows or (s_rows == 1 or rows == 1) and s_cols >= max(rows, 1)
+
+
+def blas_view(view: View) -> bool:
+    """Whether a (..., rows, cols) operand view is what BLAS libraries take without a copy: `blas_matrix` matrices
+    that lie at one arithmetic progression in memory (a stride of 0 broadcasts one matrix)."""
+    if not blas_matrix(view.shape, view.strides):
+        return False
+    batch = [(n, st) for n, st in zip(view.shape[:-2], view.strides[:-2]) if n != 1]
+    expect = batch[-1][1] if batch else 0
+    for n, st in reversed(batch):
+        if st != expect:
+            return False
+        expect = st * n
+    return True
+
+
+def _contiguous_alias(node: Node, boundary: set[int]) -> tuple[Node, int] | None:
+    """(base, offset): the buffer node of which `node` is one dense row-major block, so it can share that memory."""
     base = node
+    reshapes_only = True
     while base.op in MOVEMENT and not base.realized and (base is node or id(base) not in boundary):
+        reshapes_only = reshapes_only and base.op is Op.RESHAPE
         base = base.srcs[0]
     if base is node or not (base.realized or id(base) in boundary):
         return None
+    if reshapes_only:  # the common case (a flatten, a squeeze, a keepdim=False): no View arithmetic needed
+        return base, 0
     view: View | None = View.contiguous(base.shape)
     chain = []
     n = node
@@ -71,7 +120,7 @@ def _contiguous_alias(node: Node, boundary: set[int]) -> Node | None:
         if view is None:
             return None
     dense = View(view.shape, View.contiguous(view.shape).strides, view.offset)
-    return base if view == dense else None
+    return (base, view.offset) if view == dense else None
 
 
 EXPENSIVE = {Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.IDIV, Op.MOD}
@@ -116,13 +165,17 @@ def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:
             if not src.realized and _computed_once(src, out):
                 out.add(id(src))
         # a very deep fused chain becomes a buffer: bounded kernel size keeps compiling (and lowering) cheap
-        depth[id(n)] = 1 + max((depth.get(id(s), 0) for s in n.srcs if id(s) not in out), default=0)
-        if depth[id(n)] > MAX_FUSED_DEPTH:
+        deepest = 0
+        for s in n.srcs:
+            if id(s) not in out:
+                deepest = max(deepest, depth.get(id(s), 0))
+        depth[id(n)] = deepest + 1
+        if deepest >= MAX_FUSED_DEPTH:
             out.add(id(n))
-        if n.op in REDUCE or n.op is Op.MATMUL:
+        if n.op is Op.SUM or n.op is Op.REDUCE_MAX or n.op is Op.MATMUL:
             out.add(id(n))
         if n.op is Op.MATMUL:
-            out.update(id(s) for s in n.srcs if strided_view(s) is None)
+            out.update(id(_view_base(s)) for s in n.srcs if strided_view(s) is None)
         if n.op is Op.GATHER and not n.srcs[0].realized:  # the data-dependent read needs a plain buffer
             out.add(id(n.srcs[0]))
     return out
@@ -135,10 +188,11 @@ def _shared_work(order: list[Node], boundary: set[int]) -> set[int]:
     """Nodes that more than one kernel would recompute (inlined subgraphs are per kernel) and that carry at least
     SHARED_CUT elementwise ops below them: computing them once bounds the work of graphs like an unrolled LSTM's
     backward, where each step's gates feed several kernels."""
+    roots = [n for n in order if not n.realized and id(n) in boundary]
+    if len(roots) < 2:  # one kernel recomputes nothing
+        return set()
     kernels: dict[int, int] = {}
-    for root in order:
-        if root.realized or id(root) not in boundary:
-            continue
+    for root in roots:
         seen: set[int] = set()
         stack = list(root.srcs)
         while stack:
@@ -187,9 +241,9 @@ def schedule_kernels(roots: list[Node]) -> list[ScheduleItem]:
     for n in order:
         if n.realized or id(n) not in boundary:
             continue
-        base = _contiguous_alias(n, boundary)
-        if base is not None:
-            items.append(ScheduleItem(n, "view", [base]))
+        alias = _contiguous_alias(n, boundary)
+        if alias is not None:
+            items.append(ScheduleItem(n, "view", [alias[0]], alias[1]))
         elif n.op is Op.MATMUL:
             items.append(ScheduleItem(n, "matmul", [s for s in n.srcs]))
         else:

@@ -276,6 +276,29 @@ def test_lenet5_unbatched_and_float32(device: str) -> None:
     assert_close(m[:6](fg.tensor(x[0], device=device)), t[:6](torch.tensor(x[0])), atol=1e-5)
 
 
+# ---- the windows: strided slices stacked (small), a reshape (side by side), shifted copies (large) ----
+
+UNFOLD_PATHS = [((2, 3, 11), 2, 3, 1), ((2, 3, 11), 2, 3, 2), ((2, 3, 12), 2, 4, 4), ((2, 3, 13), 2, 4, 4),
+                ((4, 40), 1, 17, 3), ((40, 4), 0, 20, 1)]
+
+
+@pytest.mark.parametrize("shape,dim,size,step", UNFOLD_PATHS, ids=[str(c) for c in range(len(UNFOLD_PATHS))])
+def test_unfold_every_path_and_its_gradient(device: str, shape: tuple[int, ...], dim: int, size: int,
+                                            step: int) -> None:
+    compare(lambda x: x.unfold(dim, size, step) * 1.5, lambda x: x.unfold(dim, size, step) * 1.5, randn(*shape),
+            device=device)
+
+
+def test_conv2d_both_product_layouts(device: str) -> None:
+    """Small images share one product over the batch, large ones have one product per image (outputs and all
+    gradients agree with torch either way)."""
+    for xs, ws, stride in [((3, 4, 9, 9), (6, 4, 3, 3), (1, 2)), ((2, 16, 48, 48), (16, 16, 3, 3), 1)]:
+        assert (ws[0] * ws[1] * 9 * xs[2] * xs[3] >= nn.conv.BATCHED_GEMM_MIN) == (stride == 1)
+        compare(lambda x, w, s=stride: F.conv2d(x, w, padding=1, stride=s),
+                lambda x, w, s=stride: TF.conv2d(x, w, padding=1, stride=s), randn(*xs, seed=1), randn(*ws, seed=2),
+                device=device, atol=1e-9, rtol=1e-9)
+
+
 # ---- the lowering is one big matmul over views: a ResNet-sized layer takes seconds on numpy ----
 
 def test_conv2d_resnet_layer_is_fast_on_numpy() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import fusegrad as fg
 from fusegrad import nn
@@ -116,16 +117,18 @@ PROGRAM = ("import fusegrad as fg; x = fg.arange(10., device='cpu'); "
 
 
 def test_kernel_cache_is_reused_across_processes_and_rebuilt_when_corrupt(tmp_path: Path) -> None:
-    first = _run(PROGRAM, tmp_path)
+    # OpenBLAS keeps its own threads here, so the cache holds only the kernels' library (not the thread callback's)
+    own = {"FUSEGRAD_BLAS_OWN_THREADS": "1"}
+    first = _run(PROGRAM, tmp_path, **own)
     assert first.returncode == 0, first.stderr
     libs = list((tmp_path / "fusegrad" / "kernels").glob("*.so"))
     assert len(libs) == 1
     assert oct(os.stat(tmp_path / "fusegrad").st_mode & 0o777) == "0o700"
     mtime = libs[0].stat().st_mtime_ns
-    second = _run(PROGRAM, tmp_path)
+    second = _run(PROGRAM, tmp_path, **own)
     assert second.stdout == first.stdout and libs[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
     libs[0].write_bytes(b"not a shared library")
-    third = _run(PROGRAM, tmp_path)
+    third = _run(PROGRAM, tmp_path, **own)
     assert third.returncode == 0, third.stderr
     assert third.stdout == first.stdout and libs[0].read_bytes()[:4] == b"\x7fELF"  # detected and rebuilt
     assert not [p for p in (tmp_path / "fusegrad" / "kernels").iterdir() if p.suffix != ".so"]  # no temp files
@@ -157,3 +160,112 @@ def test_fused_select_into_max_reduction_regression() -> None:
         got = (fg.where(s > 0, 1.5, -0.5) * fg.where(c > 0, b, d)).amax(0, keepdim=True).numpy()
         want = (np.where(vals[0] > 0, 1.5, -0.5) * np.where(vals[1] > 0, vals[2], vals[3])).max(0, keepdims=True)
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+# ---- the kernel cache: code is keyed by the graph's structure, constants are launch arguments ----
+
+def _count_compiles(monkeypatch: pytest.MonkeyPatch) -> list:
+    from fusegrad.runtime import cpu
+    calls: list = []
+    original = cpu.compile_kernel
+    monkeypatch.setattr(cpu, "compile_kernel", lambda item: calls.append(item) or original(item))
+    return calls
+
+
+def test_repeated_graph_with_new_constants_reuses_its_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = _t(64, 32)
+    (x * 2.0 + 1.0).relu().numpy()
+    calls = _count_compiles(monkeypatch)
+    for a, b in [(3.5, -0.25), (-1.0, 7.0)]:
+        np.testing.assert_allclose((x * a + b).relu().numpy(), np.maximum(x.numpy() * a + b, 0), rtol=1e-6)
+    r1, r2 = fg.rand(1000, device="cpu").numpy(), fg.rand(1000, device="cpu").numpy()
+    assert not (r1 == r2).all()  # new seeds, same code
+    assert len(calls) == 1  # only the first rand compiled; the affine chain hit the cache twice
+
+
+def test_kernel_cache_tells_structures_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _t(16, 8, seed=1), _t(16, 8, seed=2)
+    calls = _count_compiles(monkeypatch)
+    np.testing.assert_allclose((a * a).numpy(), a.numpy() ** 2, rtol=1e-6)
+    np.testing.assert_allclose((a * b).numpy(), a.numpy() * b.numpy(), rtol=1e-6)  # one input twice vs two inputs
+    np.testing.assert_allclose((a + 2.0).numpy(), a.numpy() + 2, rtol=1e-6)
+    np.testing.assert_array_equal((a.long() + 2).numpy(), a.numpy().astype(np.int64) + 2)  # int constant, new dtype
+    np.testing.assert_allclose(a.sum(0).numpy(), a.numpy().sum(0), rtol=1e-5)
+    np.testing.assert_allclose(a.sum(1).numpy(), a.numpy().sum(1), rtol=1e-5)  # same op, other axis
+    assert len(calls) == 6
+
+
+# ---- loop nests: padding conditions decided per loop piece, rows of accumulators ----
+
+def _sources(*tensors: fg.Tensor) -> list[str]:
+    from fusegrad.runtime import cpu
+    return [cpu.compile_kernel(i)[1] for i in fg.schedule(*tensors) if i.kind == "kernel"]
+
+
+def test_cat_runs_without_per_element_tests() -> None:
+    a, b = _t(100, 30, seed=1), _t(100, 20, seed=2)
+    (src,) = _sources(fg.cat([a, b], 1))
+    assert "?" not in src  # each piece of the loop over the cat dim reads its own input, unguarded
+    np.testing.assert_array_equal(fg.cat([a, b], 1).numpy(), np.concatenate([a.numpy(), b.numpy()], 1))
+
+
+# (x shape, w shape, the im2col matrix's shape): small images share one product over the batch, large ones have one
+# product per image whose output is already (n, c, h, w)
+CONV_LAYOUTS = [((2, 3, 12, 12), (4, 3, 3, 3), (1, 3, 3, 3, 2, 12, 12)),
+                ((2, 16, 48, 48), (16, 16, 3, 3), (2, 1, 16, 3, 3, 48, 48))]
+
+
+@pytest.mark.parametrize("xs,ws,cols", CONV_LAYOUTS)
+def test_conv_training_step_builds_im2col_once_without_per_element_tests(xs: tuple, ws: tuple, cols: tuple) -> None:
+    x, w = _t(*xs, seed=3).requires_grad_(), _t(*ws, seed=4).requires_grad_()
+    y = nn.functional.conv2d(x, w, padding=1)
+    gy = _t(*y.shape, seed=5)
+    grads = fg.grad(y, [x, w], gy)
+    items = fg.schedule(y, *grads)
+    im2col = [i for i in items if i.kind == "kernel" and i.out.shape == cols]
+    assert len(im2col) == 1  # shared by the forward product and the weight gradient's
+    from fusegrad.runtime import cpu
+    assert "?" not in cpu.compile_kernel(im2col[0])[1]  # zeros where a window hangs over the border: loop pieces
+    assert sum(i.kind == "matmul" for i in items) == 3
+    assert not [i for i in items if i.kind == "kernel" and i.out.op is fg.graph.Op.SUM and i.out.shape == xs]
+    tx, tw = (torch.tensor(t.numpy(), requires_grad=True) for t in (x, w))
+    ty = torch.nn.functional.conv2d(tx, tw, padding=1)
+    ty.backward(torch.tensor(gy.numpy()))
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    for got, want in zip(grads, (tx.grad, tw.grad)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_reductions_over_leading_axes_accumulate_rows_exactly() -> None:
+    x = fg.full((1 << 17, 8), 0.1, device="cpu")
+    assert any("acc[" in s for s in _sources(x.sum(0)))  # a row of accumulators, read in memory order
+    np.testing.assert_allclose(x.sum(0).numpy(), np.full(8, 0.1, np.float32).astype(np.float64) * (1 << 17),
+                               rtol=1e-6)  # accumulated in double, like the last-axis sum
+    data = np.random.default_rng(0).standard_normal((5, 7, 300)).astype(np.float32)
+    data[3, 2, 17] = np.nan
+    cases = [lambda t: t.sum(0), lambda t: t.sum((0, 1)), lambda t: t.amax(1), lambda t: t.amax(0),
+             lambda t: t.half().sum(0), lambda t: (t > 0).any(0), lambda t: (t > 0).all(1),
+             lambda t: (t * 10).long().sum(0), lambda t: t[:, :0].sum(0), lambda t: t.mean(0).sum(0)]
+    for fn in cases:
+        got, want = fn(fg.tensor(data, device="cpu")).numpy(), fn(fg.tensor(data, device="numpy")).numpy()
+        np.testing.assert_allclose(got, want, rtol=2e-3 if got.dtype == np.float16 else 1e-5, atol=1e-5,
+                                   equal_nan=True)
+
+
+def test_host_pool_reuses_freed_blocks_and_keeps_viewed_ones() -> None:
+    from fusegrad.runtime.host_pool import HostPool
+    pool = HostPool(max_cached_bytes=8 << 20)
+    a = pool.empty((1024, 1024), np.float32)
+    address = a.ctypes.data
+    view = a.reshape(-1)[10:20]
+    del a
+    assert pool.empty((1024, 1024), np.float32).ctypes.data != address  # the view still holds the block
+    del view
+    b = pool.empty((1000, 1040), np.float32)  # another shape of the same size class
+    assert b.ctypes.data == address and b.shape == (1000, 1040) and b.dtype == np.float32
+    b[:] = 1.5
+    assert b.sum() == 1.5 * b.size
+    big = [pool.empty((4 << 20,), np.uint8) for _ in range(3)]
+    del big, b
+    assert pool.cached_bytes <= 8 << 20  # beyond the cap, freed blocks go back to the system
+    assert pool.empty((10,), np.float64).base is None  # small arrays are plain NumPy ones

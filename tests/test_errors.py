@@ -193,7 +193,8 @@ def test_unknown_device(no_compute: None) -> None:
 def test_mixed_devices(device: str, no_compute: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(device_registry._FACTORIES, "numpy_b", NumpyDevice)
     x, y = lazy(2, 3), lazy(2, 3, device="numpy_b")
-    with pytest.raises(fg.ShapeError, match=rf"add: tensors are on different devices \[.*'{device}'.*'numpy_b'"):
+    names = ", ".join(repr(d) for d in sorted([device, "numpy_b"]))
+    with pytest.raises(fg.ShapeError, match=rf"add: tensors are on different devices \[{names}\]"):
         x + y
     with pytest.raises(fg.ShapeError, match="different devices"):
         x @ y.T

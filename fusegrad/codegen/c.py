@@ -159,6 +159,8 @@ def _stmt(s: ir.Stmt, depth: int) -> list[str]:
         return [f"{pad}if ({s.acc.name}_nan) {s.acc.name} = NAN;"] if _tracks_nan(s.acc, s.op) else []
     if isinstance(s, ir.Store):
         return [f"{pad}{s.buf}[{s.index.render()}] = {render_value(s.value)};"]
+    if isinstance(s, ir.Local):
+        return [f"{pad}{C_TYPES[s.dtype]} {s.name}[{s.size}];"]
     raise TypeError(f"unknown statement {s!r}")
 
 

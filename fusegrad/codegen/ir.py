@@ -142,7 +142,17 @@ class FinishAcc:
     op: Op
 
 
-Stmt = Let | Accumulate | Store | Loop | DeclareAcc | FinishAcc
+@dataclass
+class Local:
+    """A kernel-local array of `size` elements (uninitialized), read by `Load` and written by `Store` by name: the
+    row of accumulators of a reduction that keeps the contiguous axis (only with `lower.Options.row_accumulators`)."""
+
+    name: str
+    dtype: DType
+    size: int
+
+
+Stmt = Let | Accumulate | Store | Loop | DeclareAcc | FinishAcc | Local
 
 
 @dataclass

@@ -89,9 +89,10 @@ class Index:
     def _divmod(self, d: int, is_mod: bool) -> Index:
         if d == 1:
             return const(0) if is_mod else self
-        # terms whose coefficient is a multiple of d leave the remainder alone and divide exactly
-        whole = Index(tuple((a, c) for a, c in self.terms if c % d == 0), self.const - self.const % d)
-        rest = Index(tuple((a, c) for a, c in self.terms if c % d), self.const % d)
+        # the multiple-of-d part of each positive coefficient leaves the remainder alone and divides exactly
+        whole = Index(tuple((a, c // d * d) for a, c in self.terms if c >= d or c % d == 0),
+                      self.const - self.const % d)
+        rest = Index(tuple((a, c if c < 0 else c % d) for a, c in self.terms if c % d), self.const % d)
         lo, hi = rest.bounds
         if lo >= 0 and hi < d:
             return rest if is_mod else Index(tuple((a, c // d) for a, c in whole.terms), whole.const // d)

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 
+UNFOLD_SLICES = 16  # windows up to this size are stacked strided slices, larger ones a view of shifted copies
+
+
 def _sizes(args: tuple[Any, ...]) -> tuple[int, ...]:
     """Accept both f(2, 3) and f((2, 3)), like PyTorch."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
@@ -288,6 +291,17 @@ class MovementMixin:
         if size < 1 or step < 1 or size > n:
             raise shape_error(f"unfold: windows of size {size} and step {step} do not fit dim {dimension} of shape "
                               f"{self.shape}")
+        count = (n - size) // step + 1
+        if self.ndim and step == size:  # windows side by side: a reshape, whose gradient is a reshape too
+            x = self._narrow_dim(d, 0, count * size)
+            return x.reshape(x.shape[:d] + (count, size) + x.shape[d + 1:]).movedim(d + 1, -1)
+        if self.ndim and size <= UNFOLD_SLICES:
+            # one strided slice per tap, stacked: a compiled kernel cuts its loops per tap, so neither the windows
+            # nor their gradient (a sum of shifted slices, no reduction) tests a condition per element
+            last = (count - 1) * step + 1
+            taps = [self._narrow_dim(d, k, k + last)._stride([step if i == d else 1 for i in range(self.ndim)])
+                    for k in range(size)]
+            return stack(taps, -1)
         x = self.movedim(d, -1) if self.ndim else self.reshape(1)
         lead = x.shape[:-1]
         x = x.unsqueeze(-2).expand(lead + (size, n)).reshape(lead + (size * n,))  # size copies of the row
@@ -311,7 +325,10 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if first.ndim == 0:
         raise shape_error("cat: zero-dimensional tensors cannot be concatenated")
     d = first._dim(dim)
-    dtype = promote([t._const(0, ()) if t.ndim else t for t in tensors], "cat", first)[0].dtype
+    if all(t.dtype == first.dtype for t in tensors):
+        dtype = first.dtype
+    else:
+        dtype = promote([t._const(0, ()) if t.ndim else t for t in tensors], "cat", first)[0].dtype
     for t in tensors:
         if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
             raise shape_error(f"cat: shapes {[x.shape for x in tensors]} differ outside dim {dim}")
@@ -320,7 +337,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     for t in tensors:
         piece = t.cast(dtype)._pad([(start, total - start - t.shape[d]) if i == d else (0, 0)
                                     for i in range(t.ndim)])
-        out = piece if out is None else out + piece
+        out = piece if out is None else out._apply(Op.ADD, out, piece)  # same shape and dtype: the primitive
         start += t.shape[d]
     return out
 

@@ -1,9 +1,12 @@
 """Convolutions (`conv1d conv2d conv_transpose1d conv_transpose2d` and their modules) as im2col views + one MATMUL.
 
-A convolution never loops over output pixels: the padded input is cut into sliding windows with `unfold` (a view),
-the windows of each group are laid out as rows of a matrix, and one batched `matmul` with the flattened weight
-computes every output. Gradients come from autograd through the same views (col2im is the gradient of `unfold`).
-A transposed convolution is a stride-1 convolution of the stride-dilated input with the flipped, transposed kernel.
+A convolution never loops over output pixels: the padded input is cut into sliding windows with `unfold` (one
+strided slice per kernel tap), the windows of each group are laid out as a patch matrix with one row per tap and one
+column per output pixel (im2col), and `matmul` with the flattened weight computes every output: one product per
+image for large images (its output is already (n, c, h, w)), one over the whole batch for small ones. Gradients
+come from autograd through the same ops: the weight's reads the same patch matrix, the input's (col2im) is a sum
+of shifted slices. A transposed convolution is a stride-1 convolution of the stride-dilated input with the
+flipped, transposed kernel.
 """
 from __future__ import annotations
 
@@ -81,6 +84,9 @@ def _windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: 
     return x
 
 
+BATCHED_GEMM_MIN = 1 << 22  # multiply-adds per image and group from which one product per image beats one per batch
+
+
 def _correlate(x: Tensor, weight: Tensor, stride: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
     """Cross-correlate an already padded batch (n, c, *spatial) with weight (o, c // groups, *kernel)."""
     nd = weight.ndim - 2
@@ -89,15 +95,19 @@ def _correlate(x: Tensor, weight: Tensor, stride: Sequence[int], dilation: Seque
     cg, og, ksize = c // groups, o // groups, math.prod(kernel)
     win = _windows(x, kernel, stride, dilation)  # (n, c, *out, *kernel)
     out = win.shape[2:2 + nd]
-    rows = n * math.prod(out)
+    pixels = math.prod(out)
     win = win.reshape((n, groups, cg) + out + kernel)
-    # (groups, n, *out, cg, *kernel): one row per output pixel, the taps of one group as its columns
-    win = win.permute((1, 0) + tuple(range(3, 3 + nd)) + (2,) + tuple(range(3 + nd, 3 + 2 * nd)))
-    cols = win.reshape(groups, rows, cg * ksize)
-    w = weight.reshape(groups, og, cg * ksize).transpose(1, 2)
-    y = cols.matmul(w)  # (groups, rows, og)
-    y = y.reshape((groups, n) + out + (og,)).permute((1, 0, nd + 2) + tuple(range(2, 2 + nd)))
-    return y.reshape((n, o) + out)
+    taps, places = tuple(range(3 + nd, 3 + 2 * nd)), tuple(range(3, 3 + nd))
+    w = weight.reshape(groups, og, cg * ksize)
+    if og * cg * ksize * pixels >= BATCHED_GEMM_MIN:
+        # per image and group a patch matrix, one row per tap and one column per output pixel: the product with the
+        # weight comes out as (n, o, *out), with no transposing copy
+        cols = win.permute((0, 1, 2) + taps + places).reshape(n, groups, cg * ksize, pixels)
+        return w.matmul(cols).reshape((n, o) + out)
+    # small images: one product over the whole batch (a column per pixel of every image), then (n, o, *out)
+    cols = win.permute((1, 2) + taps + (0,) + places).reshape(groups, cg * ksize, n * pixels)
+    y = w.matmul(cols).reshape((groups, og, n) + out)
+    return y.permute((2, 0, 1) + tuple(range(3, 3 + nd))).reshape((n, o) + out)
 
 
 def _batch(input: Tensor, nd: int, name: str) -> tuple[Tensor, bool]:

@@ -1,7 +1,9 @@
 """The `cpu` device: fused kernels printed as C, compiled once (cached), launched through ctypes; BLAS for MATMUL.
 
-Buffers are NumPy arrays in host memory, so MATMUL runs as numpy.matmul (OpenBLAS) directly on strided views of
-them, and copies to and from the host are plain array copies.
+Buffers are NumPy arrays in host memory (large ones reuse freed memory, `host_pool`), so MATMUL runs as
+numpy.matmul (OpenBLAS) directly on strided views of them, and copies to and from the host are plain array copies.
+Kernels are cached in memory by their structure (`lower.kernel_signature`): an eager call that repeats a graph shape
+only packs its constants as launch arguments; the first one lowers (`lower.CPU` nests), prints and compiles.
 """
 from __future__ import annotations
 
@@ -10,20 +12,38 @@ import hashlib
 import os
 import sys
 import time
+from collections import OrderedDict
 
 import numpy as np
 
+from ..codegen import ir
 from ..codegen.c import PRELUDE, render_c
-from ..codegen.lower import lower
+from ..codegen.lower import CPU, kernel_signature, launch_args, lower
 from ..dtype import DType, float16
-from ..graph import Node, Op
-from ..schedule import ScheduleItem, kernel_inputs, schedule_kernels, strided_view
+from ..graph import Node, Op, prod
+from ..schedule import ScheduleItem, blas_matrix, kernel_inputs, schedule_kernels, strided_view
+from .blas_threads import share_threads_with_blas
 from .compiler import compile_library, find_compiler, warn_no_compiler
 from .device import Buffer, Device
+from .host_pool import HostPool
 from .numpy_device import NumpyDevice
 
 # idle OpenMP threads must sleep, not spin: spinning threads starve OpenBLAS (and other processes) of cores
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+
+def _one_thread_after_fork() -> None:
+    """GNU OpenMP's thread pool does not survive fork: in a forked child (a multiprocessing worker) the first
+    parallel kernel would wait forever for threads that do not exist, so a child runs its kernels on one thread."""
+    for name in (None, "libgomp.so.1"):
+        try:
+            ctypes.CDLL(name).omp_set_num_threads(1)
+            return
+        except (OSError, AttributeError):
+            continue
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 def _debug() -> int:
@@ -38,18 +58,49 @@ def _operand(node: Node) -> np.ndarray:
     base, view = found
     flat = base.buffer.handle.reshape(-1)
     item = flat.itemsize
-    return np.lib.stride_tricks.as_strided(flat[view.offset:], view.shape, tuple(s * item for s in view.strides),
-                                           writeable=False)
+    array = np.lib.stride_tricks.as_strided(flat[view.offset:], view.shape, tuple(s * item for s in view.strides),
+                                            writeable=False)
+    # numpy.matmul falls back to a slow loop on matrices BLAS cannot read (it takes any batch strides)
+    return array if blas_matrix(view.shape, view.strides) else np.ascontiguousarray(array)
+
+
+class _Compiled:
+    """One kernel structure's code: its C function (once compiled), and what a launch of it needs to know."""
+
+    __slots__ = ("name", "source", "uses_err", "gathers", "fn", "key", "nargs")
+
+    def __init__(self, name: str, source: str, uses_err: bool, gathers: list[tuple[int, int]]):
+        self.name, self.source, self.uses_err, self.gathers = name, source, uses_err, gathers
+        self.fn = None
+        self.key: tuple = ()
+        self.nargs = 0
+
+
+_POOL = HostPool()  # large buffers reuse freed memory instead of faulting in fresh pages
+
+# kernels by structure (`kernel_signature`): a repeated eager call of the same graph shape skips lowering, printing,
+# hashing and the library lookup, and only packs its constants
+_KERNELS: OrderedDict[tuple, _Compiled] = OrderedDict()
+MAX_CACHED_KERNELS = 4096
 
 
 class _Launch:
     """One compiled kernel call: its function, output node, input nodes, and the gather sizes it checks."""
 
     def __init__(self, item: ScheduleItem, name: str, source: str, uses_err: bool, value: Node, args: np.ndarray,
-                 gathers: list[tuple[int, int]]):
+                 gathers: list[tuple[int, int]], compiled: _Compiled | None = None):
         self.item, self.name, self.source, self.uses_err, self.value = item, name, source, uses_err, value
         self.args, self.gathers = args, gathers
-        self.fn = None
+        self.compiled = compiled
+        self.fn = compiled.fn if compiled is not None else None
+
+
+def compile_kernel(item: ScheduleItem) -> tuple[str, str, ir.Kernel]:
+    """(name, C source, IR) of a kernel item as the cpu device builds it; the name is a hash of the source."""
+    kernel = lower(item, "KERNEL", CPU)
+    body = render_c(kernel)
+    name = "k_" + hashlib.sha256(body.encode()).hexdigest()[:16]
+    return name, body.replace("KERNEL", name, 1), kernel
 
 
 def _pack_args(values: list[bool | int | float]) -> np.ndarray:
@@ -76,6 +127,8 @@ class CpuDevice(Device):
         if find_compiler() is None:
             warn_no_compiler()
             self.fallback = NumpyDevice()
+        else:
+            share_threads_with_blas()  # BLAS products run on the kernels' OpenMP threads: no two pools spinning
 
     def from_numpy(self, array: np.ndarray, dtype: DType) -> Buffer:
         """Copy host data into an owned, contiguous array."""
@@ -95,15 +148,22 @@ class CpuDevice(Device):
             return
         items = schedule_kernels(nodes)
         launches = [self._prepare(item) for item in items]
-        kernels = [launch for launch in launches if launch is not None]
-        if kernels:
-            unique = {k.name: k.source for k in kernels}
-            lib = compile_library(PRELUDE + "\n".join(unique.values()), list(unique))
-            for k in kernels:
-                k.fn = getattr(lib, k.name)
-                k.fn.restype = None
-            if _debug() >= 3:
-                print("\n".join(unique.values()), file=sys.stderr)
+        fresh = [k.compiled for k in launches if k is not None and k.fn is None]
+        if fresh:
+            sources = {c.name: c.source for c in fresh}  # two structures may print the same function
+            lib = compile_library(PRELUDE + "\n".join(sources.values()), list(sources))
+            for c in fresh:
+                c.fn = getattr(lib, c.name)
+                c.fn.restype = None
+                c.fn.argtypes = [ctypes.c_void_p] * c.nargs
+                _KERNELS[c.key] = c
+                if len(_KERNELS) > MAX_CACHED_KERNELS:
+                    _KERNELS.popitem(last=False)
+            for k in launches:
+                if k is not None:
+                    k.fn = k.compiled.fn
+        if _debug() >= 3:
+            print("\n".join({k.name: k.source for k in launches if k is not None}.values()), file=sys.stderr)
         start = time.perf_counter()
         for item, launch in zip(items, launches):
             t0 = time.perf_counter()
@@ -118,24 +178,30 @@ class CpuDevice(Device):
             print(f"realize: {launched} kernels in {(time.perf_counter() - start) * 1e3:.3f} ms", file=sys.stderr)
 
     def _prepare(self, item: ScheduleItem) -> _Launch | None:
+        """The launch of a kernel item (None for matmul and view items): cached code, fresh launch arguments."""
         if item.kind != "kernel":
             return None
         value = item.out.srcs[1] if item.out.op is Op.ASSIGN else item.out
         if value is not item.out:  # ASSIGN: compute the value, then copy it into the target buffer
             item = ScheduleItem(value, "kernel", kernel_inputs(value, {id(n) for n in item.inputs}))
-        kernel = lower(item, "KERNEL")
-        body = render_c(kernel)
-        name = "k_" + hashlib.sha256(body.encode()).hexdigest()[:16]
-        return _Launch(item, name, body.replace("KERNEL", name, 1), kernel.uses_error_flag, value,
-                       _pack_args(kernel.args), kernel.gathers)
+        key, leaves = kernel_signature(item)
+        compiled = _KERNELS.get(key)
+        if compiled is None:
+            name, source, kernel = compile_kernel(item)
+            compiled = _Compiled(name, source, kernel.uses_error_flag, kernel.gathers)
+            compiled.key = key
+            compiled.nargs = len(kernel.params) + (1 if kernel.args else 0)
+        else:
+            _KERNELS.move_to_end(key)
+        return _Launch(item, compiled.name, compiled.source, compiled.uses_err, value, _pack_args(launch_args(leaves)),
+                       compiled.gathers, compiled)
 
     def _run(self, item: ScheduleItem, launch: _Launch | None) -> None:
         out = item.out
         if item.kind == "view":  # a dense block of a buffer: share the memory
-            found = strided_view(out)
-            offset = found[1].offset if found is not None else 0
-            count = int(np.prod(out.shape, dtype=np.int64))
-            handle = item.inputs[0].buffer.handle.reshape(-1)[offset:offset + count].reshape(out.shape)
+            base = item.inputs[0].buffer.handle
+            handle = base.reshape(out.shape) if base.size == prod(out.shape) else \
+                base.reshape(-1)[item.offset:item.offset + prod(out.shape)].reshape(out.shape)
             out.buffer = Buffer(self.name, out.shape, out.dtype, handle)
             return
         if launch is None:
@@ -143,19 +209,19 @@ class CpuDevice(Device):
             if out.dtype == float16:
                 result = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
             else:
-                result = np.matmul(a, b)
+                result = np.matmul(a, b, out=_POOL.empty(out.shape, out.dtype.np))
             self.allocations += 1
             out.buffer = Buffer(self.name, out.shape, out.dtype, np.ascontiguousarray(result))
             return
         self.allocations += 1
-        target = np.empty(launch.value.shape, dtype=launch.value.dtype.np)
-        args = [target.ctypes.data_as(ctypes.c_void_p)]
-        args += [ctypes.c_void_p(n.buffer.handle.ctypes.data) for n in launch.item.inputs]
+        target = _POOL.empty(launch.value.shape, launch.value.dtype.np)
+        args = [target.ctypes.data]
+        args += [n.buffer.handle.ctypes.data for n in launch.item.inputs]
         err = np.zeros(1, np.int32)
         if launch.uses_err:
-            args.append(err.ctypes.data_as(ctypes.c_void_p))
+            args.append(err.ctypes.data)
         if len(launch.args):
-            args.append(launch.args.ctypes.data_as(ctypes.c_void_p))
+            args.append(launch.args.ctypes.data)
         launch.fn(*args)
         if err[0]:
             dim, size = launch.gathers[err[0] - 1]
