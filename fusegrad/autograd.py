@@ -100,17 +100,60 @@ def _grad_permute(ctx: Context, g: Value) -> tuple[Value]:
     return (_p(Op.PERMUTE, g, arg=inverse),)
 
 
+UNFOLD_TAP_SUM = 16  # windows up to this size: the gradient sums shifted slices; larger: one SUM over the taps
+
+
+def _fit(g: Value, d: int, before: int, length: int) -> Value:
+    """Pad `before` zeros in front of dim d, then pad or crop its end so that it holds `length` elements."""
+    total = before + g.shape[d]
+    pads = tuple((before, max(0, length - total)) if i == d else (0, 0) for i in range(len(g.shape)))
+    g = _p(Op.PAD, g, arg=pads) if any(b or a for b, a in pads) else g
+    if total > length:  # only zeros lie past `length`
+        g = _p(Op.SHRINK, g, arg=tuple((0, length) if i == d else (0, n) for i, n in enumerate(g.shape)))
+    return g
+
+
+def _spread(g: Value, d: int, step: int) -> Value:
+    """Element j of dim d goes to j * step, zeros between (the adjoint of taking every step-th element)."""
+    if step == 1:
+        return g
+    s = g.shape
+    g = _p(Op.RESHAPE, g, arg=s[:d + 1] + (1,) + s[d + 1:])
+    g = _p(Op.PAD, g, arg=tuple((0, step - 1) if i == d + 1 else (0, 0) for i in range(len(s) + 1)))
+    return _p(Op.RESHAPE, g, arg=s[:d] + (s[d] * step,) + s[d + 1:])
+
+
 def _grad_stride(ctx: Context, g: Value) -> tuple[Value]:
     (x,) = ctx.srcs
     for d, step in enumerate(ctx.arg):  # put each kept element back at every step-th place, zeros between
-        if step == 1:
-            continue
-        s = g.shape
-        g = _p(Op.RESHAPE, g, arg=s[:d + 1] + (1,) + s[d + 1:])
-        g = _p(Op.PAD, g, arg=tuple((0, step - 1) if i == d + 1 else (0, 0) for i in range(len(s) + 1)))
-        g = _p(Op.RESHAPE, g, arg=s[:d] + (s[d] * step,) + s[d + 1:])
-        g = _p(Op.SHRINK, g, arg=tuple((0, x.shape[d]) if i == d else (0, n) for i, n in enumerate(g.shape)))
+        if step > 1:
+            g = _fit(_spread(g, d, step), d, 0, x.shape[d])
     return (g,)
+
+
+def _grad_unfold(ctx: Context, g: Value) -> tuple[Value]:
+    """Every window's tap k of window j adds into element j * step + k."""
+    (x,), (d, size, step) = ctx.srcs, ctx.arg
+    n, last = x.shape[d], len(g.shape) - 1
+    if size <= UNFOLD_TAP_SUM:  # a sum of shifted, spread slices: no reduction, so it fuses into its consumer
+        total = None
+        for k in range(size):
+            tap = _p(Op.SHRINK, g, arg=tuple((k, k + 1) if i == last else (0, m) for i, m in enumerate(g.shape)))
+            tap = _fit(_spread(_p(Op.RESHAPE, tap, arg=g.shape[:-1]), d, step), d, k, n)
+            total = tap if total is None else _p(Op.ADD, total, tap)
+        return (total,)
+    # long windows: tap k's row shifted right by k (a (size, n + 1) row-major trick), then one SUM over the taps
+    order = tuple(i for i in range(last) if i != d) + (last, d)  # (..., size, count)
+    g = _spread(_p(Op.PERMUTE, g, arg=order), last, step)
+    g = _fit(g, last, 0, n + 1)  # (..., size, n + 1): columns past n - size hold zeros
+    lead = g.shape[:-2]
+    g = _p(Op.RESHAPE, g, arg=lead + (size * (n + 1),))
+    g = _p(Op.SHRINK, g, arg=tuple((0, m) for m in lead) + ((0, size * n),))
+    g = _p(Op.SUM, _p(Op.RESHAPE, g, arg=lead + (size, n)), arg=(len(lead),))  # (..., 1, n)
+    g = _p(Op.RESHAPE, g, arg=lead + (n,))
+    back = list(range(len(lead)))
+    back.insert(d, len(lead))
+    return (_p(Op.PERMUTE, g, arg=tuple(back)),)
 
 
 def _grad_gather(ctx: Context, g: Value) -> tuple[Value, None]:
@@ -158,6 +201,7 @@ GRADIENTS: dict[Op, Rule] = {
     Op.SHRINK: lambda ctx, g: (_p(Op.PAD, g, arg=tuple((b, s - e) for (b, e), s in zip(ctx.arg, ctx.srcs[0].shape))),),
     Op.FLIP: lambda ctx, g: (_p(Op.FLIP, g, arg=ctx.arg),),
     Op.STRIDE: _grad_stride,
+    Op.UNFOLD: _grad_unfold,
     Op.MATMUL: lambda ctx, g: (_p(Op.MATMUL, g, _swap_last(ctx.srcs[1])), _p(Op.MATMUL, _swap_last(ctx.srcs[0]), g)),
     Op.GATHER: _grad_gather,
     Op.COPY: lambda ctx, g: (_p(Op.COPY, g, arg=ctx.srcs[0].device),),

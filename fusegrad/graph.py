@@ -38,7 +38,8 @@ class Op(Enum):
     SUM = auto(); REDUCE_MAX = auto()  # noqa: E702
     # movement: no compute, only a new view of the source
     RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()  # noqa: E702
-    STRIDE = auto()  # x[::s] per dim; how strided slices and conv/pool windows are made without copies
+    STRIDE = auto()  # x[::s] per dim; how strided slices are made without copies
+    UNFOLD = auto()  # arg (dim, size, step): sliding windows as a new last dim, like Tensor.unfold (conv's im2col)
     # contraction
     MATMUL = auto()
     # data
@@ -49,7 +50,7 @@ UNARY = {Op.NEG, Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP}
 BINARY = {Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.IDIV, Op.MOD}
 ELEMENTWISE = UNARY | BINARY | {Op.WHERE, Op.CAST}
 REDUCE = {Op.SUM, Op.REDUCE_MAX}
-MOVEMENT = {Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP, Op.STRIDE}
+MOVEMENT = {Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP, Op.STRIDE, Op.UNFOLD}
 FLOAT_ONLY = {Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP}
 INT_ONLY = {Op.IDIV}
 
@@ -187,6 +188,13 @@ def _infer_stride(op: Op, srcs: tuple[Node, ...], steps: tuple[int, ...]) -> tup
     return tuple((n + s - 1) // s for n, s in zip(x, steps)), srcs[0].dtype
 
 
+def _infer_unfold(op: Op, srcs: tuple[Node, ...], arg: tuple[int, int, int]) -> tuple[Shape, DType]:
+    x, (d, size, step) = srcs[0].shape, arg
+    if not 0 <= d < len(x) or size < 1 or step < 1 or size > x[d]:
+        raise shape_error(f"unfold: windows of size {size} and step {step} along dim {d} do not fit shape {x}")
+    return x[:d] + ((x[d] - size) // step + 1,) + x[d + 1:] + (size,), srcs[0].dtype
+
+
 def _infer_matmul(op: Op, srcs: tuple[Node, ...], arg: Any) -> tuple[Shape, DType]:
     a, b = srcs
     if len(a.shape) < 2 or len(a.shape) != len(b.shape) or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
@@ -224,7 +232,7 @@ INFER: dict[Op, Callable[[Op, tuple[Node, ...], Any], tuple[Shape, DType]]] = {
     **{op: _infer_elementwise for op in ELEMENTWISE},
     Op.SUM: _infer_reduce, Op.REDUCE_MAX: _infer_reduce,
     Op.RESHAPE: _infer_reshape, Op.PERMUTE: _infer_permute, Op.EXPAND: _infer_expand, Op.PAD: _infer_pad,
-    Op.SHRINK: _infer_shrink, Op.FLIP: _infer_flip, Op.STRIDE: _infer_stride,
+    Op.SHRINK: _infer_shrink, Op.FLIP: _infer_flip, Op.STRIDE: _infer_stride, Op.UNFOLD: _infer_unfold,
     Op.MATMUL: _infer_matmul, Op.GATHER: _infer_gather, Op.ASSIGN: _infer_assign,
 }
 ARITY = {**{op: 1 for op in UNARY | REDUCE | MOVEMENT | {Op.CAST, Op.COPY}},

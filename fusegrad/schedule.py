@@ -47,7 +47,7 @@ def strided_view(node: Node) -> tuple[Node, View] | None:
 
 # each movement primitive as the View method that does the same index arithmetic
 VIEW_OPS = {Op.RESHAPE: View.reshape, Op.PERMUTE: View.permute, Op.EXPAND: View.expand, Op.PAD: View.pad,
-            Op.SHRINK: View.shrink, Op.FLIP: View.flip, Op.STRIDE: View.stride}
+            Op.SHRINK: View.shrink, Op.FLIP: View.flip, Op.STRIDE: View.stride, Op.UNFOLD: View.unfold}
 
 
 def _apply_view(view: View, n: Node) -> View | None:

@@ -298,6 +298,19 @@ class View:
                          for (ms, me), k in zip(self.mask, steps))
         return View(shape, strides, self.offset, mask)
 
+    def unfold(self, arg: Sequence[int]) -> View | None:
+        """Windows of `size` every `step` along dim `d` as a new last dim (overlapping strides, no copy); None where
+        dim d is padded, since validity would then depend on two dims."""
+        d, size, step = (operator.index(k) for k in arg)
+        if not 0 <= d < self.ndim or size < 1 or step < 1 or size > self.shape[d]:
+            raise ValueError(f"unfold ({d}, {size}, {step}) does not fit {self.shape}")
+        if self.mask is not None and self.mask[d] != (0, self.shape[d]):
+            return None
+        shape = self.shape[:d] + ((self.shape[d] - size) // step + 1,) + self.shape[d + 1:] + (size,)
+        strides = self.strides[:d] + (self.strides[d] * step,) + self.strides[d + 1:] + (self.strides[d],)
+        mask = None if self.mask is None else self.mask + ((0, size),)
+        return View(shape, strides, self.offset, mask)
+
     def flat_indices(self) -> tuple[np.ndarray, np.ndarray]:
         """Buffer index (int64) and validity (bool) per element, both of ``shape``.
 

@@ -276,10 +276,11 @@ def test_lenet5_unbatched_and_float32(device: str) -> None:
     assert_close(m[:6](fg.tensor(x[0], device=device)), t[:6](torch.tensor(x[0])), atol=1e-5)
 
 
-# ---- the windows: strided slices stacked (small), a reshape (side by side), shifted copies (large) ----
+# ---- the windows: the UNFOLD primitive, whose gradient sums shifted slices (small windows) or SUMs over the taps
+# (large ones), and a reshape (windows side by side) ----
 
 UNFOLD_PATHS = [((2, 3, 11), 2, 3, 1), ((2, 3, 11), 2, 3, 2), ((2, 3, 12), 2, 4, 4), ((2, 3, 13), 2, 4, 4),
-                ((4, 40), 1, 17, 3), ((40, 4), 0, 20, 1)]
+                ((4, 40), 1, 17, 3), ((40, 4), 0, 20, 1), ((2, 13), 1, 3, 5), ((3, 60), 1, 17, 40), ((5,), 0, 5, 1)]
 
 
 @pytest.mark.parametrize("shape,dim,size,step", UNFOLD_PATHS, ids=[str(c) for c in range(len(UNFOLD_PATHS))])
@@ -287,6 +288,14 @@ def test_unfold_every_path_and_its_gradient(device: str, shape: tuple[int, ...],
                                             step: int) -> None:
     compare(lambda x: x.unfold(dim, size, step) * 1.5, lambda x: x.unfold(dim, size, step) * 1.5, randn(*shape),
             device=device)
+
+
+def test_unfold_of_padded_and_strided_input(device: str) -> None:
+    """Windows over padding (validity then depends on window and tap) and over a strided, flipped view."""
+    compare(lambda x: x.pad((2, 1)).unfold(-1, 3, 2) * 2,
+            lambda x: torch.nn.functional.pad(x, (2, 1)).unfold(-1, 3, 2) * 2, randn(3, 7), device=device)
+    compare(lambda x: x[:, ::2].flip(1).unfold(1, 2, 1).exp(), lambda x: x[:, ::2].flip(1).unfold(1, 2, 1).exp(),
+            randn(2, 9), device=device)
 
 
 def test_conv2d_both_product_layouts(device: str) -> None:

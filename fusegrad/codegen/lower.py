@@ -56,6 +56,9 @@ def _move(n: Node, idx: Idx, cond: Cond) -> tuple[Idx, Cond]:
         return tuple(i + b for i, (b, _) in zip(idx, n.arg)), cond
     if n.op is Op.FLIP:
         return tuple((s - 1) - i if d in n.arg else i for d, (i, s) in enumerate(zip(idx, src))), cond
+    if n.op is Op.UNFOLD:  # window j, tap k of dim d reads element j * step + k
+        d, _, step = n.arg
+        return idx[:d] + (idx[d] * step + idx[-1],) + idx[d + 1:-1], cond
     return tuple(i * st for i, st in zip(idx, n.arg)), cond  # STRIDE
 
 
@@ -118,7 +121,7 @@ class _Lowerer:
         if n.op is Op.RAND:
             slot = self.slots[id(n)]
             return self.let(ir.Rand(ir.Arg(slot, int64), ir.Arg(slot + 1, int64), linearize(idx, n.shape)))
-        if n.op in (Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.SHRINK, Op.FLIP, Op.STRIDE):
+        if n.op in (Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.SHRINK, Op.FLIP, Op.STRIDE, Op.UNFOLD):
             return self.value(n.srcs[0], *_move(n, idx, cond))
         if n.op is Op.PAD:
             inner_idx, inner_cond = _move(n, idx, cond)

@@ -17,9 +17,6 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 
-UNFOLD_SLICES = 16  # windows up to this size are stacked strided slices, larger ones a view of shifted copies
-
-
 def _sizes(args: tuple[Any, ...]) -> tuple[int, ...]:
     """Accept both f(2, 3) and f((2, 3)), like PyTorch."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
@@ -295,20 +292,9 @@ class MovementMixin:
         if self.ndim and step == size:  # windows side by side: a reshape, whose gradient is a reshape too
             x = self._narrow_dim(d, 0, count * size)
             return x.reshape(x.shape[:d] + (count, size) + x.shape[d + 1:]).movedim(d + 1, -1)
-        if self.ndim and size <= UNFOLD_SLICES:
-            # one strided slice per tap, stacked: a compiled kernel cuts its loops per tap, so neither the windows
-            # nor their gradient (a sum of shifted slices, no reduction) tests a condition per element
-            last = (count - 1) * step + 1
-            taps = [self._narrow_dim(d, k, k + last)._stride([step if i == d else 1 for i in range(self.ndim)])
-                    for k in range(size)]
-            return stack(taps, -1)
-        x = self.movedim(d, -1) if self.ndim else self.reshape(1)
-        lead = x.shape[:-1]
-        x = x.unsqueeze(-2).expand(lead + (size, n)).reshape(lead + (size * n,))  # size copies of the row
-        x = x._pad([(0, 0)] * len(lead) + [(0, size)]).reshape(lead + (size, n + 1))  # row i is shifted by i
-        x = x._shrink([(0, s) for s in lead] + [(0, size), (0, n - size + 1)])
-        x = x._stride((1,) * (len(lead) + 1) + (step,)).transpose(-1, -2)  # (..., windows, size)
-        return x.movedim(-2, d) if self.ndim else x.reshape(x.shape[-1])
+        if not self.ndim:
+            return self.reshape(1)
+        return self._apply(Op.UNFOLD, self, arg=(d, size, step))  # overlapping windows: index arithmetic only
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:

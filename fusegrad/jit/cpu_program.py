@@ -8,8 +8,11 @@ is passed in), so a replay is one ctypes call with no allocation.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
+import os
+import sys
 
 import numpy as np
 
@@ -36,6 +39,10 @@ typedef void (*fg_dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, con
                            int64_t, double, double*, int64_t);
 typedef int (*fg_threads_t)(int);
 #define FG_GEMM_THREADS(n) do { if (threads) ((fg_threads_t)threads)(n); } while (0)
+"""
+# DEBUG=2: every call of fg_run is timed; fg_profile returns the seconds spent in each, summed over runs
+PROFILE_PRELUDE = """#include <time.h>
+static double fg_now(void) { struct timespec t; timespec_get(&t, TIME_UTC); return t.tv_sec + 1e-9 * t.tv_nsec; }
 """
 
 
@@ -250,6 +257,7 @@ class CpuProgram:
     def _render(self) -> None:
         functions: dict[str, str] = {}
         calls: list[str] = []
+        self.call_names: list[str] = []  # what each call computes, for the DEBUG=2 profile
         args: list[bool | int | float] = []
         self.rand_slots: list[tuple[int, int, int]] = []  # (seed slot, offset slot, offset from the call's start)
         self.gathers: list[list[tuple[int, int]]] = []
@@ -257,6 +265,7 @@ class CpuProgram:
         for j, item in enumerate(self.items):
             if item.kind == "view":
                 continue
+            self.call_names.append(f"{item.kind} {item.out.op.name} {item.out.shape}")
             if item.kind == "matmul":
                 calls.append(self._matmul(item))
                 continue
@@ -279,15 +288,29 @@ class CpuProgram:
             calls.append(f"  {name}({', '.join(call)});")
         for k, node in self.final_copies:
             nbytes = node.dtype.itemsize * int(np.prod(node.shape))
+            self.call_names.append(f"copy into state {node.shape}")
             calls.append(f"  memcpy(state[{k}], {self._ptr(node, const=True)}, {nbytes});")
-        self.source = (PRELUDE + PROGRAM_PRELUDE + "\n".join(functions.values()) +
+        profile = _debug() >= 2
+        prelude = PRELUDE + PROGRAM_PRELUDE
+        if profile:
+            prelude += PROFILE_PRELUDE + f"static double fg_times[{max(len(calls), 1)}];\n"
+            calls = [f"  {{ double t0 = fg_now();\n{c}\n  fg_times[{i}] += fg_now() - t0; }}"
+                     for i, c in enumerate(calls)]
+            functions["fg_profile"] = "double* fg_profile(void) { return fg_times; }\n"
+        self.source = (prelude + "\n".join(functions.values()) +
                        "\nint32_t fg_run(char** in, char* arena, char** state, const fg_arg* args, int32_t* err, "
                        "void* sgemm, void* dgemm, void* threads) {\n  (void)in; (void)arena; (void)state; (void)args; "
                        "(void)err; (void)sgemm; (void)dgemm; (void)threads;\n" + "\n".join(calls) +
                        "\n  FG_GEMM_THREADS(0);\n  int32_t failed = 0;\n"
                        f"  for (int i = 0; i < {len(self.gathers)}; i++) failed |= err[i];\n  return failed;\n}}\n")
-        lib = compile_library(self.source, ["fg_run"])
+        lib = compile_library(self.source, ["fg_run"] + (["fg_profile"] if profile else []))
         self.fn = lib.fg_run
+        self.runs = 0
+        self.profile_times: np.ndarray | None = None
+        if profile:
+            lib.fg_profile.restype = ctypes.POINTER(ctypes.c_double)
+            self.profile_times = np.ctypeslib.as_array(lib.fg_profile(), (max(len(calls), 1),))
+            _PROFILED.append(self)
         self.fn.restype = ctypes.c_int32  # nonzero: a gather was out of range
         self.fn.argtypes = [ctypes.c_void_p] * 8
         self.args = _pack_args(args) if args else np.zeros(1, np.float64)
@@ -376,6 +399,7 @@ class CpuProgram:
             for seed_slot, offset_slot, offset in self.rand_slots:
                 self.args_int[seed_slot] = seed - 2**64 if seed >= 2**63 else seed
                 self.args_int[offset_slot] = counter + offset
+        self.runs += 1
         if self.fn(*self.call_args):
             k = int(np.flatnonzero(self.err)[0])
             dim, size = self.gathers[k][self.err[k] - 1]
@@ -390,9 +414,35 @@ class CpuProgram:
         """The arena layout planned at capture."""
         return self.plan
 
+    def kernel_profile(self) -> list[tuple[str, float]]:
+        """(what, ms per run) for each call of `fg_run`, slowest first; empty unless captured with DEBUG>=2."""
+        if self.profile_times is None or not self.runs:
+            return []
+        times = self.profile_times[:len(self.call_names)] * 1e3 / self.runs
+        return sorted(zip(self.call_names, times.tolist()), key=lambda pair: -pair[1])
+
     def state_value(self, k: int, results: list[Node]) -> Node:
         """The node state k holds after a run: its persistent buffer, the same node every call."""
         return self.state_nodes[k]
+
+
+def _debug() -> int:
+    return int(os.environ.get("DEBUG", "0") or 0)
+
+
+_PROFILED: list[CpuProgram] = []
+
+
+@atexit.register
+def _print_profiles() -> None:
+    """DEBUG=2: where each compiled step's time went, printed when the process ends."""
+    for program in _PROFILED:
+        profile = program.kernel_profile()
+        total = sum(ms for _, ms in profile) or 1.0
+        print(f"jit step profile: {len(profile)} calls, {total:.3f} ms per run over {program.runs} runs",
+              file=sys.stderr)
+        for what, ms in profile[:40]:
+            print(f"  {ms:9.4f} ms {100 * ms / total:5.1f}%  {what}", file=sys.stderr)
 
 
 def _input_node(inputs: list[Node], bound: list[Buffer], root: Node, captured: Captured) -> Node:

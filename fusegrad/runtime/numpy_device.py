@@ -92,6 +92,8 @@ KERNELS: dict[Op, Callable[[Node, list[np.ndarray]], np.ndarray]] = {
     Op.SHRINK: lambda n, s: s[0][tuple(slice(b, e) for b, e in n.arg)],
     Op.FLIP: lambda n, s: np.flip(s[0], n.arg),
     Op.STRIDE: lambda n, s: s[0][tuple(slice(None, None, st) for st in n.arg)],
+    Op.UNFOLD: lambda n, s: np.lib.stride_tricks.sliding_window_view(s[0], n.arg[1], axis=n.arg[0])[
+        (slice(None),) * n.arg[0] + (slice(None, None, n.arg[2]),)],
     Op.MATMUL: lambda n, s: _accumulate(np.matmul)(*s),
     Op.CONST: lambda n, s: np.full(n.shape, n.arg, n.dtype.np),
     Op.RAND: lambda n, s: random_uniform(*n.arg, n.shape).astype(n.dtype.np),
