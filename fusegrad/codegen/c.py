@@ -100,6 +100,9 @@ def _dtype(v: ir.Value) -> DType | None:
     return v.dtype
 
 
+UNROLLED_REDUCTION = 16  # reduction loops this short are unrolled rather than vectorized (a simd prologue costs more)
+
+
 def _cond(c) -> str:  # noqa: ANN001 - symbolic.Cond
     return c.render()
 
@@ -134,7 +137,9 @@ def _stmt(s: ir.Stmt, depth: int) -> list[str]:
     if isinstance(s, ir.Loop):
         head = [f"{pad}#pragma omp parallel for"] if s.parallel else []
         acc = next((b for b in s.body if isinstance(b, ir.Accumulate)), None) if s.reduction else None
-        if acc is not None:  # the innermost loop of a reduction: let it reassociate, so it vectorizes
+        if acc is not None and s.size <= UNROLLED_REDUCTION:  # a few taps (pooling): straight-line code is faster
+            head.append(f"{pad}#pragma GCC unroll {UNROLLED_REDUCTION}")
+        elif acc is not None:  # the innermost loop of a reduction: let it reassociate, so it vectorizes
             head.append(f"{pad}#pragma omp simd {_reduction_clause(acc)}")
         body = [line for b in s.body for line in _stmt(b, depth + 1)]
         return head + [f"{pad}for (int64_t {s.var} = 0; {s.var} < {s.size}; {s.var}++) {{", *body, f"{pad}}}"]

@@ -261,6 +261,7 @@ PORTABLE = Options()
 CPU = Options(split_loops=True, row_accumulators=True)
 MAX_PIECES = 32  # a loop cut into more pieces than this keeps its conditions (a cat of many tensors)
 MAX_BODIES = 256  # bounds the code one kernel may grow into by cutting
+PER_VALUE_CUT = 7  # a loop this short whose variable is tested together with an inner one is cut at every value
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,15 @@ def _cuts(facts: list[tuple[Index, int, int]], name: str, size: int) -> list[int
             a, b = (k - hi) // -c + 1, (k - lo) // -c + 1
         points.update(p for p in (a, b) if 0 < p < size)
     return sorted(points)
+
+
+def _pairs_with_inner(facts: list[tuple[Index, int, int]], name: str, inner: set[str]) -> bool:
+    """Whether some fact tests loop variable `name` plus one inner loop's variable (a window's tap and position)."""
+    for e, _, _ in facts:
+        names = {t[0].name for t in e.terms if isinstance(t[0], Var)}
+        if len(e.terms) == 2 and len(names) == 2 and name in names and names - {name} <= inner:
+            return True
+    return False
 
 
 Leaf = Callable[[dict[int, Index], bool], list[ir.Stmt]]
@@ -327,6 +337,8 @@ class _Nest:
         trial = {**idx, **{d.axis: var(d.name, d.size) for d in dims + later}}
         facts = self.low.facts(self.node, self.full(trial))
         cuts = _cuts(facts, dims[0].name, dims[0].size)
+        if dims[0].size <= PER_VALUE_CUT and _pairs_with_inner(facts, dims[0].name, {d.name for d in dims[1:] + later}):
+            cuts = list(range(1, dims[0].size))  # one piece per tap: the inner loop's test then has one variable
         others = any(len(e.terms) != 1 or getattr(e.terms[0][0], "name", None) != dims[0].name for e, _, _ in facts)
         return (cuts if len(cuts) < MAX_PIECES else []), others
 
