@@ -30,7 +30,7 @@ from .frontend.functions import FUNCTIONS, one_hot, where
 from .frontend.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .frontend.linalg import einsum
 from .frontend.movement import cat, stack
-from .frontend.tensor import Tensor, grad
+from .frontend.tensor import Tensor, device, grad
 from .graph import ShapeError
 from .realize import ShapeOnlyError
 from .runtime import available_devices, default_device, set_default_device
@@ -44,7 +44,7 @@ int = int32  # noqa: A001 - torch.int
 globals().update(FUNCTIONS)
 concat = concatenate = cat
 
-from . import data, nn, optim  # noqa: E402,F401 - last: the library layer uses the names above
+from . import cuda, data, nn, optim  # noqa: E402,F401 - last: the library layer uses the names above
 from .io import load, save  # noqa: E402,F401 - checkpoints (safetensors files), part of the library layer
 from .jit import JitError, jit  # noqa: E402,F401 - whole-step capture and replay
 
@@ -63,9 +63,9 @@ def realize(*tensors: Tensor) -> None:
 
 __version__ = "0.1.0"
 __all__ = ["DType", "Spec", "ShapeError", "ShapeOnlyError", "Tensor", "arange", "available_devices", "bool_", "cat",
-           "default_device", "dropout", "einsum", "empty", "empty_like", "enable_grad", "eval_shape", "eye", "float16",
-           "float32", "float64", "from_numpy", "full", "full_like", "grad", "int32", "int64", "is_grad_enabled", "jit",
-           "JitError", "linspace", "manual_seed", "no_grad", "normal", "one_hot", "ones", "ones_like", "promote_types",
-           "rand", "rand_like", "randint", "randint_like", "randn", "randn_like", "realize", "schedule",
-           "set_default_device", "set_grad_enabled", "stack", "tensor", "uint8", "where", "zeros", "zeros_like",
-           *FUNCTIONS]
+           "cuda", "default_device", "device", "dropout", "einsum", "empty", "empty_like", "enable_grad",
+           "eval_shape", "eye", "float16", "float32", "float64", "from_numpy", "full", "full_like", "grad", "int32",
+           "int64", "is_grad_enabled", "jit", "JitError", "linspace", "manual_seed", "no_grad", "normal", "one_hot",
+           "ones", "ones_like", "promote_types", "rand", "rand_like", "randint", "randint_like", "randn",
+           "randn_like", "realize", "schedule", "set_default_device", "set_grad_enabled", "stack", "tensor", "uint8",
+           "where", "zeros", "zeros_like", *FUNCTIONS]

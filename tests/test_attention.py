@@ -457,3 +457,55 @@ def test_encoder_layer_defaults_and_errors() -> None:
     np.testing.assert_array_equal(m.norm1.weight.numpy(), np.ones(8, dtype=np.float32))
     with pytest.raises(RuntimeError, match="relu/gelu"):
         nn.TransformerEncoderLayer(8, 2, activation="tanh")
+
+
+# ---- TransformerEncoder ----
+
+def _stack_pair(num_layers: int = 2, final_norm: bool = True, **kwargs: Any) -> tuple[Any, Any]:
+    """A torch and a fusegrad TransformerEncoder (layers of _encoder_pair's shape) with the same weights, in eval."""
+    torch.manual_seed(0)
+    t = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, **kwargs), num_layers,
+                                    norm=torch.nn.LayerNorm(8) if final_norm else None,
+                                    enable_nested_tensor=False).double()
+    f = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, **kwargs), num_layers,
+                              norm=nn.LayerNorm(8) if final_norm else None, enable_nested_tensor=False).double()
+    with torch.no_grad():  # torch's clones start equal; make them differ so a layer applied twice would show
+        for p in t.parameters():
+            p.add_(torch.randn(p.shape, dtype=p.dtype) * 0.1)
+    f.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
+    return f.eval(), t.eval()
+
+
+@pytest.mark.parametrize("kind,batch_first,final_norm", [("", True, True), ("attn2d", False, False),
+                                                         ("attn2d+kpm", True, True), ("float kpm", False, True)])
+def test_encoder_stack_matches_torch(device: str, kind: str, batch_first: bool, final_norm: bool) -> None:
+    f, t = _stack_pair(3, final_norm, batch_first=batch_first)
+    masks = _masks(3, 2, 4, 4, kind)
+    inputs = {"src": randn(*((3, 4, 8) if batch_first else (4, 3, 8)), seed=8)}
+    if "attn_mask" in masks:
+        inputs["mask"] = masks["attn_mask"]
+    if "key_padding_mask" in masks:
+        inputs["src_key_padding_mask"] = masks["key_padding_mask"]
+    _check(f, t, lambda m, src, **masks: m(src, **masks), inputs, device, grad_inputs=("src",))
+
+
+@pytest.mark.parametrize("is_causal", [None, True])
+def test_encoder_stack_causal_mask(device: str, is_causal: bool | None) -> None:
+    f, t = _stack_pair(batch_first=True)
+    inputs = {"src": randn(2, 5, 8, seed=9), "mask": np.triu(np.ones((5, 5), bool), 1)}
+    _check(f, t, lambda m, src, mask: m(src, mask=mask, is_causal=is_causal), inputs, device, grad_inputs=("src",))
+
+
+def test_encoder_stack_clones_layers_like_torch() -> None:
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, batch_first=True)
+    f = nn.TransformerEncoder(layer, num_layers=2, norm=nn.LayerNorm(8))
+    t = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, batch_first=True), 2,
+                                    norm=torch.nn.LayerNorm(8))
+    assert repr(f) == repr(t) and list(f.state_dict()) == list(t.state_dict())
+    assert f.num_layers == 2 and len(f.layers) == 2 and f.enable_nested_tensor and f.mask_check
+    first, second = f.layers
+    assert first is not layer and second is not layer and first.linear1.weight is not second.linear1.weight
+    np.testing.assert_array_equal(first.linear1.weight.numpy(), layer.linear1.weight.numpy())
+    np.testing.assert_array_equal(second.linear1.weight.numpy(), layer.linear1.weight.numpy())
+    assert len(list(f.parameters())) == 2 * len(list(layer.parameters())) + 2
+    assert nn.TransformerEncoder(layer, 1).norm is None

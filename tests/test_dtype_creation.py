@@ -155,6 +155,35 @@ def test_to_other_tensor_and_device():
     assert x.to(fg.float32) is x  # no-op conversions return the same tensor, like torch
 
 
+
+def test_device_objects_like_torch_device():
+    dev = fg.device("cuda" if fg.cuda.is_available() else "cpu")
+    assert fg.cuda.is_available() == ("cuda" in fg.available_devices())
+    assert fg.cuda.device_count() == int(fg.cuda.is_available())
+    assert isinstance(dev, fg.device) and isinstance(dev, str) and dev.index is None
+    cpu = fg.device("cpu")
+    assert (cpu.type, cpu.index, repr(cpu)) == ("cpu", None, repr(torch.device("cpu")))
+    for spelled in [fg.device("cpu:0"), fg.device("cpu", 0), fg.device(fg.device("cpu", 0))]:
+        assert (spelled.type, spelled.index, repr(spelled)) == ("cpu", 0, repr(torch.device("cpu", 0)))
+    assert fg.device(cpu) is cpu
+    x = fg.tensor([1.0, 2.0], device=fg.device("numpy"))
+    assert x.device == "numpy" and x.to(cpu).device == "cpu" and fg.zeros(2, device=cpu).device == "cpu"
+    assert fg.nn.Linear(2, 2).to(fg.device("numpy")).weight.device == "numpy"
+    with pytest.raises(ValueError, match="FUSEGRAD_CUDA_DEVICE"):
+        fg.device("cuda:1")
+    with pytest.raises(ValueError, match="must not include an index"):
+        fg.device("cpu:0", 0)
+    for bad in ["cpu:x", ":0", "cpu:-1"]:
+        with pytest.raises(ValueError, match="invalid device string"):
+            fg.device(bad)
+    with pytest.raises(ValueError, match="non-negative int"):
+        fg.device("cpu", -1)
+    with pytest.raises(TypeError):
+        fg.device(0)
+    with pytest.raises(ValueError, match="unknown device 'nonesuch'"):
+        fg.zeros(1).to(fg.device("nonesuch"))
+
+
 # ---- creation ----
 
 TENSOR_DATA = {

@@ -215,7 +215,7 @@ def test_setitem_non_leaf_gradient(device: str, index: Any, value_shape: tuple[i
     compare(fn, None, randn(3, 4), randn(*value_shape, seed=1), device=device)
 
 
-# ---- gather, index_select, masked_fill, one_hot, nonzero ----
+# ---- gather, index_select, masked_fill, triu/tril, one_hot, nonzero ----
 
 @pytest.mark.parametrize("shape,dim,index", [
     ((3, 4), 0, [[0, 1, 2, 0], [2, 2, 1, 0]]),
@@ -266,6 +266,27 @@ def test_masked_fill_int_and_tensor_value(device: str) -> None:
     compare(lambda x: x.masked_fill(x > 2, -7), None, ints, device=device)
     compare(lambda x: x.masked_fill(x > 0, fg.tensor(3.0, dtype=fg.float64)),
             lambda x: x.masked_fill(x > 0, torch.tensor(3.0, dtype=torch.float64)), randn(2, 3), device=device)
+
+
+@pytest.mark.parametrize("name", ["triu", "tril"])
+@pytest.mark.parametrize("shape,diagonal", [((4, 4), 0), ((4, 4), 1), ((3, 5), -1), ((5, 3), 2), ((2, 3, 4), 0),
+                                            ((2, 1, 3, 3), -2), ((3, 3), 5), ((3, 3), -5), ((0, 3), 0)])
+def test_triu_tril(device: str, name: str, shape: tuple[int, ...], diagonal: int) -> None:
+    compare(lambda x: getattr(x, name)(diagonal), None, randn(*shape), device=device)
+    compare(lambda x: getattr(fg, name)(x, diagonal=diagonal), lambda x: getattr(torch, name)(x, diagonal=diagonal),
+            randn(*shape), device=device)
+
+
+def test_triu_of_bool_and_int_is_the_causal_mask(device: str) -> None:
+    causal = fg.triu(fg.ones(4, 4, dtype=fg.bool, device=device), diagonal=1)
+    assert causal.dtype == fg.bool and causal.device == device
+    assert causal.tolist() == torch.triu(torch.ones(4, 4, dtype=torch.bool), diagonal=1).tolist()
+    ints = np.arange(12, dtype=np.int64).reshape(3, 4)
+    compare(lambda x: x.tril(1), None, ints, device=device)
+    with pytest.raises(fg.ShapeError, match="at least 2 dims"):
+        fg.ones(3).triu()
+    with pytest.raises(TypeError, match="diagonal must be an int"):
+        fg.ones(3, 3).tril(0.5)
 
 
 @pytest.mark.parametrize("values,num_classes", [([0, 2, 1], 3), ([0, 2, 1], 5), ([0, 2, 1], -1), ([[3, 0], [1, 1]], -1),

@@ -238,6 +238,34 @@ def test_default_device_and_path_types(tmp_path: pathlib.Path) -> None:
     assert back.device == fg.default_device() and back.tolist() == [0, 1, 2, 3] and back.dtype == fg.int64
 
 
+def test_torch_load_keywords(tmp_path: pathlib.Path) -> None:
+    """`torch.load(path, map_location=..., weights_only=...)` ports unchanged; a pickle is refused, never run."""
+    model = nn.Linear(3, 2)
+    fg.save(model.state_dict(), tmp_path / "m.pt")
+    cases = [
+        ({"map_location": "numpy"}, "numpy"),
+        ({"map_location": fg.device("numpy")}, "numpy"),
+        ({"weights_only": True}, fg.default_device()),
+        ({"weights_only": False, "map_location": "numpy"}, "numpy"),
+        ({"device": "numpy", "map_location": "numpy"}, "numpy"),
+    ]
+    for kw, want in cases:
+        state = fg.load(tmp_path / "m.pt", **kw)
+        assert list(state) == ["weight", "bias"], kw
+        assert all(t.device == want for t in state.values()), kw
+        np.testing.assert_array_equal(state["weight"].numpy(), model.weight.numpy())
+    fresh = nn.Linear(3, 2)
+    fresh.load_state_dict(fg.load(tmp_path / "m.pt", map_location=fg.device("cpu:0"), weights_only=True))
+    np.testing.assert_array_equal(fresh.bias.numpy(), model.bias.numpy())
+    with pytest.raises(ValueError, match="disagree"):
+        fg.load(tmp_path / "m.pt", device="numpy", map_location="cpu")
+    with pytest.raises(TypeError, match="map_location"):
+        fg.load(tmp_path / "m.pt", map_location={"cuda:0": "cpu"})
+    torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "pickled.pt")
+    with pytest.raises(CheckpointError):
+        fg.load(tmp_path / "pickled.pt", weights_only=False)
+
+
 # ---------------------------------------------------------------- structure
 
 

@@ -1,4 +1,5 @@
-"""Indexing Tensor methods: `x[...]` reads and writes, gather, index_select, masked_fill, one_hot, nonzero.
+"""Indexing Tensor methods: `x[...]` reads and writes, gather, index_select, masked_fill, triu/tril, one_hot,
+nonzero.
 
 Basic indices (ints, slices, None, ...) are views: SHRINK, STRIDE and RESHAPE. Integer-tensor indices are a
 GATHER over the indexed dims flattened into one. Bool masks have data-dependent shapes, so they are turned into
@@ -262,6 +263,29 @@ class IndexingMixin:
         if broadcast_shape("masked_fill", self.shape, mask.shape) != self.shape:
             raise shape_error(f"masked_fill: mask shape {mask.shape} must broadcast to the tensor's shape {self.shape}")
         return mask._select(self._const(value, (), self.dtype), self)
+
+    def triu(self: Tensor, diagonal: int = 0) -> Tensor:
+        """The upper triangle of the last two dims (col - row >= diagonal), zeros elsewhere, like torch.triu.
+
+        `torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)` is the usual causal "do not attend" mask.
+        """
+        return self._triangle(diagonal, upper=True)
+
+    def tril(self: Tensor, diagonal: int = 0) -> Tensor:
+        """The lower triangle of the last two dims (col - row <= diagonal), zeros elsewhere, like torch.tril."""
+        return self._triangle(diagonal, upper=False)
+
+    def _triangle(self: Tensor, diagonal: int, upper: bool) -> Tensor:
+        name = "triu" if upper else "tril"
+        if self.ndim < 2:
+            raise shape_error(f"{name}: needs a tensor with at least 2 dims, got shape {self.shape}")
+        if isinstance(diagonal, bool) or not isinstance(diagonal, (int, np.integer)):
+            raise TypeError(f"{name}: diagonal must be an int, got {type(diagonal).__name__}")
+        rows, cols = self.shape[-2:]
+        offset = self._wrap(self._arange_node(cols, dt.int64)).reshape(1, cols) \
+            - self._wrap(self._arange_node(rows, dt.int64)).reshape(rows, 1)  # col - row
+        keep = offset >= int(diagonal) if upper else offset <= int(diagonal)
+        return keep._select(self, self._const(0, (), self.dtype))
 
     def one_hot(self: Tensor, num_classes: int = -1) -> Tensor:
         """int64 one-hot rows of length num_classes (-1: max + 1) for an integer tensor."""

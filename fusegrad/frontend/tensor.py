@@ -47,6 +47,51 @@ def _host_array(data: Any, dtype: DType | None) -> tuple[np.ndarray, DType]:
     return arr, dtype
 
 
+class device(str):  # noqa: N801 - torch.device's name
+    """A device, as `torch.device`: `fg.device("cpu")`, `fg.device("cuda:0")`, `fg.device("cuda", 0)`.
+
+    It is a `str` holding fusegrad's device name (the type, without the index), so it goes wherever a device name
+    does: `tensor.to(dev)`, `module.to(dev)`, `fg.zeros(3, device=dev)`, `fg.load(path, map_location=dev)`. `.type`
+    and `.index` are torch's. fusegrad has one device per backend ($FUSEGRAD_CUDA_DEVICE picks the GPU), so the
+    index may only be None or 0. The name is checked when the device is used, as torch checks availability.
+    """
+
+    index: int | None
+
+    def __new__(cls, type: str, index: int | None = None) -> device:  # noqa: A002 - torch's argument name
+        if isinstance(type, device) and index is None:
+            return type
+        if not isinstance(type, str):
+            raise TypeError(f"device(): expected a device name such as 'cpu' or 'cuda:0', got {type!r}")
+        name, colon, number = type.partition(":")
+        if colon:
+            if index is not None:
+                raise ValueError(f"device(): the type {type!r} must not include an index because index was passed "
+                                 "explicitly")
+            if not number.isdigit():
+                raise ValueError(f"device(): invalid device string {type!r}")
+            index = int(number)
+        if index is not None and (isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0):
+            raise ValueError(f"device(): the index must be a non-negative int, got {index!r}")
+        if index:
+            raise ValueError(f"device(): fusegrad has one {name!r} device, index 0; got index {index} (the GPU the "
+                             "cuda device uses is chosen by $FUSEGRAD_CUDA_DEVICE)")
+        if not name:
+            raise ValueError(f"device(): invalid device string {type!r}")
+        out = super().__new__(cls, name)
+        out.index = None if index is None else int(index)
+        return out
+
+    @property
+    def type(self) -> str:  # noqa: A003 - torch's attribute name
+        """The device name without the index: 'cpu', 'cuda', 'numpy', 'opencl'."""
+        return str(self)
+
+    def __repr__(self) -> str:
+        index = "" if self.index is None else f", index={self.index}"
+        return f"device(type={str(self)!r}{index})"
+
+
 class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, LinalgMixin):
     """A multi-dimensional array that records how it was computed and computes only when asked.
 

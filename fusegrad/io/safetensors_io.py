@@ -52,12 +52,26 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
         st_numpy.save_file(arrays, tmp, metadata=metadata)
 
 
-def load(path: str | os.PathLike[str], device: str | None = None) -> Any:
+def load(path: str | os.PathLike[str], device: str | None = None, *, map_location: str | None = None,
+         weights_only: bool | None = None) -> Any:
     """Read a file written by `save` (the saved object, rebuilt exactly) or any safetensors file, e.g. one written
     by `safetensors.torch.save_file` (a `{name: Tensor}` dict). Tensors are created on `device` (default device when
     None). Raises FileNotFoundError for a missing file and ValueError (`CheckpointError`), naming the file, for a
     truncated, corrupt or non-safetensors file or one holding a dtype fusegrad does not have.
+
+    `torch.load`'s keywords work, so `model.load_state_dict(torch.load(path, map_location=device,
+    weights_only=True))` ports unchanged: `map_location` (a device name or `fg.device`) is another spelling of
+    `device`; `weights_only` is accepted and changes nothing, since a fusegrad file holds only tensors and JSON
+    and is never unpickled, whatever its value. A file written by `torch.save` (a pickle) is not readable here.
     """
+    if map_location is not None:
+        if not isinstance(map_location, str):
+            raise TypeError(f"load: map_location must be a device name or fusegrad.device, got "
+                            f"{type(map_location).__name__} (fusegrad checkpoints have no storage locations to remap)")
+        map_location = fg.device(map_location)
+        if device is not None and fg.device(device) != map_location:
+            raise ValueError(f"load: device={device!r} and map_location={map_location!r} disagree")
+        device = map_location
     name = os.fspath(path)
     metadata, arrays = _read(name)
     if STRUCTURE_KEY not in metadata and CHECKSUM_KEY not in metadata:

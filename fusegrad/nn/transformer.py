@@ -1,6 +1,8 @@
-"""`TransformerEncoderLayer`: self-attention and a feed-forward block with residuals, PyTorch's names and layout."""
+"""`TransformerEncoderLayer` (self-attention and a feed-forward block with residuals) and `TransformerEncoder` (a
+stack of them), with PyTorch's names and layout."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -8,6 +10,7 @@ from fusegrad import Tensor
 
 from . import functional as F  # noqa: N812 - the name every PyTorch user knows
 from .attention import MultiheadAttention, _canonical_mask
+from .containers import ModuleList
 from .layers import GELU, Dropout, Linear, ReLU
 from .module import Module
 from .normalization import LayerNorm
@@ -78,3 +81,36 @@ class TransformerEncoderLayer(Module):
     def _ff_block(self, x: Tensor) -> Tensor:
         x = self.linear2(self.dropout(self.activation(self.linear1(x))))
         return self.dropout2(x)
+
+
+class TransformerEncoder(Module):
+    """`num_layers` copies of `encoder_layer` applied in turn, then `norm` if given (torch.nn.TransformerEncoder).
+
+    As in torch the layers are deep copies, so they start with equal weights, and they are `layers.0`, `layers.1`,
+    ... in the state_dict. `enable_nested_tensor` and `mask_check` only steer torch's inference fast path and are
+    kept as attributes; fusegrad always takes the regular path (the fast path's results are the same, except that
+    with a `src_key_padding_mask` it gives zeros at padded positions).
+    """
+
+    def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None,
+                 enable_nested_tensor: bool = True, mask_check: bool = True):
+        super().__init__()
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
+        self.num_layers = num_layers
+        self.norm = norm
+        self.enable_nested_tensor = enable_nested_tensor
+        self.use_nested_tensor = False
+        self.mask_check = mask_check
+
+    def forward(self, src: Tensor, mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
+                is_causal: bool | None = None) -> Tensor:
+        """src and the masks as in `TransformerEncoderLayer` (mask is its src_mask). is_causal is a hint that mask
+        is causal; torch detects it when None by comparing values, which fusegrad does not do (it would compute the
+        mask on the host, and inside `fg.jit` that is an error), so None means False: the mask is applied as given,
+        which gives the same result."""
+        src_key_padding_mask = _canonical_mask(src_key_padding_mask, "src_key_padding_mask", src.dtype, mask, "mask")
+        mask = _canonical_mask(mask, "mask", src.dtype)
+        out = src
+        for layer in self.layers:
+            out = layer(out, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
+        return out if self.norm is None else self.norm(out)
