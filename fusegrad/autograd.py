@@ -34,9 +34,28 @@ class Context:
 
     __slots__ = ("op", "srcs", "arg", "out", "saved")
 
-    def __init__(self, op: Op, srcs: tuple[Value, ...], arg: Any, out: Node):
+    def __init__(self, op: Op | Composite, srcs: tuple[Value, ...], arg: Any, out: Node):
         self.op, self.srcs, self.arg, self.out = op, srcs, arg, out
         self.saved = tuple((s._node, s._ctx, s.requires_grad) for s in srcs)
+
+
+class Composite:
+    """A tape entry for a composition of primitives that carries its own gradient rule (torch.autograd.Function's
+    role): `rule(ctx, g)` returns one gradient per operand, written with differentiable ops, so second order holds.
+    For formulas whose derivative is far shorter than differentiating their steps (erf's polynomial)."""
+
+    __slots__ = ("name", "rule")
+
+    def __init__(self, name: str, rule: Callable[[Context, Value], tuple[Value | None, ...]]):
+        self.name, self.rule = name, rule
+
+    def __repr__(self) -> str:
+        return f"Composite({self.name})"
+
+
+def gradient_rule(op: Op | Composite) -> Callable[[Context, Value], tuple[Value | None, ...]]:
+    """The rule giving an entry's operand gradients: the primitive's row of GRADIENTS, or a composite's own."""
+    return op.rule if isinstance(op, Composite) else GRADIENTS[op]
 
 
 def _p(op: Op, *srcs: Value, arg: Any = None) -> Value:
@@ -260,7 +279,7 @@ def backprop(roots: list[Value], root_grads: list[Value]) -> dict[int, tuple[Val
         if t._ctx is None or _key(t) not in grads:
             continue
         g = grads[_key(t)]
-        for src, sg in zip(t._ctx.srcs, GRADIENTS[t._ctx.op](t._ctx, g)):
+        for src, sg in zip(t._ctx.srcs, gradient_rule(t._ctx.op)(t._ctx, g)):
             if sg is None or not src.requires_grad:
                 continue
             k = _key(src)

@@ -265,7 +265,8 @@ def test_grad_allow_unused_and_non_leaf_inputs(device: str) -> None:
     lambda x: x.tanh(),
     lambda x: x.sigmoid() * x.sqrt(),
     lambda x: (x.log() / (x + 1)),
-], ids=["cube", "sin", "exp", "tanh", "sigmoid_sqrt", "log_div"])
+    lambda x: (x - 0.7).erf(),  # a composite with its own gradient rule: exact derivatives of every order
+], ids=["cube", "sin", "exp", "tanh", "sigmoid_sqrt", "log_div", "erf"])
 def test_second_derivative_elementwise(device: str, fn: Callable) -> None:
     fx, tx = pair(randn(5, seed=16, low=0.2), device)
     (fg1,) = fg.grad(fn(fx).sum(), fx, create_graph=True)
@@ -275,6 +276,16 @@ def test_second_derivative_elementwise(device: str, fn: Callable) -> None:
     (fg2,) = fg.grad(fg1.sum(), fx)
     (tg2,) = torch.autograd.grad(tg1.sum(), tx)
     assert_close(fg2, tg2, 1e-9, 1e-9)
+
+
+def test_second_derivative_of_gelu(device: str) -> None:
+    fx, tx = pair(randn(7, seed=17), device)
+    (fg1,) = fg.grad(fg.nn.functional.gelu(fx).sum(), fx, create_graph=True)
+    (tg1,) = torch.autograd.grad(torch.nn.functional.gelu(tx).sum(), tx, create_graph=True)
+    assert_close(fg1, tg1, 1e-6, 1e-6)  # the erf value is an approximation (error < 1.5e-7), its derivative is not
+    (fg2,) = fg.grad((fg1 * fx).sum(), fx)
+    (tg2,) = torch.autograd.grad((tg1 * tx).sum(), tx)
+    assert_close(fg2, tg2, 1e-6, 1e-6)
 
 
 def test_third_derivative_of_cube(device: str) -> None:

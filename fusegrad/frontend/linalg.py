@@ -29,6 +29,10 @@ class LinalgMixin:
         if a2.shape[-1] != b2.shape[-2]:
             raise shape_error(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({a2.shape[-1]} columns "
                               f"vs {b2.shape[-2]} rows)")
+        if b2.ndim == 2 and a2.ndim > 2:  # one matrix for every batch (a Linear on (B, T, C)): one product, not B
+            lead = a2.shape[:-1]
+            out = a2.reshape(-1, a2.shape[-1]).matmul(b2).reshape(lead + b2.shape[-1:])
+            return out.squeeze(-1) if b.ndim == 1 else out
         try:
             batch = broadcast_shape("matmul", a2.shape[:-2], b2.shape[:-2])
         except ShapeError:  # name the operands' full shapes, not only their batch dims

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import dtype as dt
-from ..autograd import Context, backprop
+from ..autograd import Composite, Context, backprop
 from ..dtype import DType
 from ..graph import Node, Op, make_node, shape_error, source_node
 from ..realize import ShapeOnlyError, realize
@@ -133,6 +133,16 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
         if grad_mode.enabled() and out.dtype.is_floating_point and any(s.requires_grad for s in srcs):
             out.requires_grad = True
             out._ctx = Context(op, srcs, arg, out._node)
+        return out
+
+    def _composite(self, composite: Composite, fn: Any, *srcs: Tensor) -> Tensor:
+        """fn(*srcs) computed from primitives off the tape, recorded as one entry whose gradient is `composite`'s."""
+        with grad_mode.no_grad():
+            out = fn(*srcs)
+        if grad_mode.enabled() and out.dtype.is_floating_point and any(s.requires_grad for s in srcs):
+            out = Tensor(out._node)
+            out.requires_grad = True
+            out._ctx = Context(composite, srcs, None, out._node)
         return out
 
     def _const(self, value: Scalar, shape: tuple[int, ...] | None = None, dtype: DType | None = None) -> Tensor:
