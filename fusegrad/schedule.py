@@ -182,6 +182,7 @@ def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:
 
 
 SHARED_CUT = 10  # elementwise ops: a subgraph this big that several kernels would inline is computed once instead
+SHARED_COPY_CUT = 4  # the same where one of those kernels only copies it into a new layout (a matmul operand)
 
 
 def _shared_work(order: list[Node], boundary: set[int]) -> set[int]:
@@ -192,7 +193,13 @@ def _shared_work(order: list[Node], boundary: set[int]) -> set[int]:
     if len(roots) < 2:  # one kernel recomputes nothing
         return set()
     kernels: dict[int, int] = {}
+    copied: set[int] = set()  # nodes some kernel merely lays out anew: the others may as well read that copy's source
     for root in roots:
+        m = root
+        while m.op in MOVEMENT and not m.realized and (m is root or id(m) not in boundary):
+            m = m.srcs[0]
+        if m is not root and not m.realized and id(m) not in boundary:
+            copied.add(id(m))
         seen: set[int] = set()
         stack = list(root.srcs)
         while stack:
@@ -209,7 +216,8 @@ def _shared_work(order: list[Node], boundary: set[int]) -> set[int]:
             continue
         below = sum(work.get(id(s), 0) for s in n.srcs if id(s) not in extra)
         work[id(n)] = min(below + (n.op in ELEMENTWISE), 1 << 20)
-        if kernels.get(id(n), 0) >= 2 and work[id(n)] >= SHARED_CUT and n.op not in MOVEMENT:
+        cut = SHARED_COPY_CUT if id(n) in copied else SHARED_CUT
+        if kernels.get(id(n), 0) >= 2 and work[id(n)] >= cut and n.op not in MOVEMENT:
             extra.add(id(n))
     return extra
 
