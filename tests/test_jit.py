@@ -231,3 +231,35 @@ def test_capture_compiles_one_entry_point_for_the_whole_step() -> None:
     assert type(program).__name__ == "CpuProgram"
     assert program.source.count(" fg_run(") == 1
     assert "sgemm" in program.source  # matmuls go to BLAS from inside the compiled step
+
+
+@pytest.mark.parametrize("k", [2048, 4099])
+def test_products_with_few_outputs_and_a_long_k_split_k_between_threads(k: int) -> None:
+    """(8, k) @ (k, 16) in both BLAS layouts of b: each thread sums a slice of k; the total equals NumPy's."""
+    rng = np.random.default_rng(k)
+    a, b = rng.standard_normal((8, k)).astype(np.float32), rng.standard_normal((k, 16)).astype(np.float32)
+    step = fg.jit(lambda x, y, yt: (x @ y, x @ yt.T))
+    args = (fg.tensor(a), fg.tensor(b), fg.tensor(np.ascontiguousarray(b.T)))
+    for _ in range(4):
+        got = step(*args)
+    program = step.last.program
+    if "num_threads(" not in program.source:
+        pytest.skip("one thread here: no split")
+    assert program.source.count("num_threads(") == 2  # both products
+    for out in got:
+        np.testing.assert_allclose(out.numpy(), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+
+
+def test_debug_2_profiles_every_call_of_a_compiled_step(tmp_path) -> None:
+    import subprocess
+    import sys
+    code = ("import fusegrad as fg\n"
+            "step = fg.jit(lambda x, w: (x @ w).relu().sum())\n"
+            "x, w = fg.randn(64, 32), fg.randn(32, 16)\n"
+            "for _ in range(5): step(x, w)\n"
+            "print(step.last.program.kernel_profile()[0][0])\n")
+    env = {**__import__("os").environ, "DEBUG": "2", "XDG_CACHE_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "jit step profile: 2 calls" in result.stderr and " runs" in result.stderr
+    assert result.stdout.split()[0] in ("kernel", "matmul")

@@ -32,6 +32,8 @@ from .trace import Captured
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
 SINGLE_THREAD_GEMM = 1 << 20  # multiply-adds below which one BLAS thread beats two (measured: MLP, LeNet, GPT steps)
 GEMM_TYPES = {float32: "fg_sgemm_t", float64: "fg_dgemm_t"}
+SPLIT_K_MAX_OUTPUTS, SPLIT_K_MIN_K = 4096, 2048  # products this small and this long split k between the threads
+THREADS = min(len(os.sched_getaffinity(0)), 8) if hasattr(os, "sched_getaffinity") else min(os.cpu_count() or 1, 8)
 PROGRAM_PRELUDE = """#include <string.h>
 typedef void (*fg_sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                            int64_t, float, float*, int64_t);
@@ -369,6 +371,19 @@ class CpuProgram:
             return f"  memset({c_ptr}, 0, {out.dtype.itemsize * m * n * int(np.prod(batch))});"
         if gemm is not None and la is not None and lb is not None and cblas_gemm(out.dtype) is not None:
             fn = "sgemm" if out.dtype == float32 else "dgemm"
+            if m * n <= SPLIT_K_MAX_OUTPUTS and k >= SPLIT_K_MIN_K and THREADS > 1:
+                # few outputs, a long k (a conv's weight gradient): BLAS splits the outputs between threads and
+                # runs short of them; here each thread takes a slice of k into its own copy of the output
+                t, parts = C_TYPES[out.dtype], THREADS
+                chunk = -(-k // parts)
+                lines.append(f"FG_GEMM_THREADS(1); {t} part[{parts}][{m * n}];\n#pragma omp parallel for "
+                             f"num_threads({parts})\nfor (int c = 0; c < {parts}; c++) {{ int64_t k0 = c*{chunk}; "
+                             f"int64_t kn = k0 + {chunk} > {k} ? {k} - k0 : {chunk}; "
+                             f"(({gemm}){fn})({ROW_MAJOR}, {la[0]}, {lb[0]}, {m}, {n}, kn, 1.0, {a_at} + "
+                             f"k0*{a_view.strides[-1]}, {la[1]}, {b_at} + k0*{b_view.strides[-2]}, {lb[1]}, 0.0, "
+                             f"part[c], {n}); }}\nfor (int64_t e = 0; e < {m * n}; e++) {{ {t} s = part[0][e]; "
+                             f"for (int c = 1; c < {parts}; c++) s += part[c][e]; {c_at}[e] = s; }}")
+                return "  " + " ".join(loops) + " { " + " ".join(lines) + " }"
             lines.append(f"FG_GEMM_THREADS({1 if m * n * k < SINGLE_THREAD_GEMM else 0});")
             lines.append(f"(({gemm}){fn})({ROW_MAJOR}, {la[0]}, {lb[0]}, {m}, {n}, {k}, 1.0, {a_at}, {la[1]}, "
                          f"{b_at}, {lb[1]}, 0.0, {c_at}, {n});")
