@@ -263,3 +263,15 @@ def test_debug_2_profiles_every_call_of_a_compiled_step(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert "jit step profile: 2 calls" in result.stderr and " runs" in result.stderr
     assert result.stdout.split()[0] in ("kernel", "matmul")
+
+
+def test_batched_small_products_run_one_matrix_per_thread() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((2, 6, 5, 7)).astype(np.float32), rng.standard_normal((2, 6, 7, 3)).astype(np.float32)
+    step = fg.jit(lambda x, y: (x @ y, x.transpose(-1, -2).transpose(-1, -2) @ y.transpose(-1, -2).transpose(-1, -2)))
+    for _ in range(4):
+        got = step(fg.tensor(a), fg.tensor(b))
+    if "collapse(2)" not in step.last.program.source:
+        pytest.skip("one thread here")
+    for out in got:
+        np.testing.assert_allclose(out.numpy(), a @ b, rtol=1e-5, atol=1e-5)

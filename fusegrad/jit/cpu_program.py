@@ -384,7 +384,13 @@ class CpuProgram:
                              f"part[c], {n}); }}\nfor (int64_t e = 0; e < {m * n}; e++) {{ {t} s = part[0][e]; "
                              f"for (int c = 1; c < {parts}; c++) s += part[c][e]; {c_at}[e] = s; }}")
                 return "  " + " ".join(loops) + " { " + " ".join(lines) + " }"
-            lines.append(f"FG_GEMM_THREADS({1 if m * n * k < SINGLE_THREAD_GEMM else 0});")
+            small = m * n * k < SINGLE_THREAD_GEMM
+            if batch and small and int(np.prod(batch)) >= THREADS > 1:  # attention's heads: one matrix per thread
+                call = (f"(({gemm}){fn})({ROW_MAJOR}, {la[0]}, {lb[0]}, {m}, {n}, {k}, 1.0, {a_at}, {la[1]}, "
+                        f"{b_at}, {lb[1]}, 0.0, {c_at}, {n});")
+                return (f"  FG_GEMM_THREADS(1);\n  #pragma omp parallel for collapse({len(batch)})\n  "
+                        + " ".join(loops) + " { " + call + " }")
+            lines.append(f"FG_GEMM_THREADS({1 if small else 0});")
             lines.append(f"(({gemm}){fn})({ROW_MAJOR}, {la[0]}, {lb[0]}, {m}, {n}, {k}, 1.0, {a_at}, {la[1]}, "
                          f"{b_at}, {lb[1]}, 0.0, {c_at}, {n});")
         else:
