@@ -265,8 +265,10 @@ def test_grad_allow_unused_and_non_leaf_inputs(device: str) -> None:
     lambda x: x.tanh(),
     lambda x: x.sigmoid() * x.sqrt(),
     lambda x: (x.log() / (x + 1)),
-    lambda x: (x - 0.7).erf(),  # a composite with its own gradient rule: exact derivatives of every order
-], ids=["cube", "sin", "exp", "tanh", "sigmoid_sqrt", "log_div", "erf"])
+    lambda x: (x - 0.7).erf(),  # composites with their own gradient rules: exact derivatives of every order
+    lambda x: x.softmax(0) * x.sin(),
+    lambda x: x.log_softmax(0) * x.cos(),
+], ids=["cube", "sin", "exp", "tanh", "sigmoid_sqrt", "log_div", "erf", "softmax", "log_softmax"])
 def test_second_derivative_elementwise(device: str, fn: Callable) -> None:
     fx, tx = pair(randn(5, seed=16, low=0.2), device)
     (fg1,) = fg.grad(fn(fx).sum(), fx, create_graph=True)

@@ -142,6 +142,10 @@ def _stmt(s: ir.Stmt, depth: int) -> list[str]:
         elif acc is not None:  # the innermost loop of a reduction: let it reassociate, so it vectorizes
             head.append(f"{pad}#pragma omp simd {_reduction_clause(acc)}")
         body = [line for b in s.body for line in _stmt(b, depth + 1)]
+        if (acc is None and not s.parallel and not any(isinstance(b, ir.Loop) for b in s.body)
+                and not any("*err" in x for x in body)):
+            # an innermost loop of independent elements: vectorize it even where its selects look like branches
+            head.append(f"{pad}#pragma omp simd")
         return head + [f"{pad}for (int64_t {s.var} = 0; {s.var} < {s.size}; {s.var}++) {{", *body, f"{pad}}}"]
     if isinstance(s, ir.Let):
         return [f"{pad}{C_TYPES[_dtype(s.value)]} {s.name} = {render_value(s.value)};"]

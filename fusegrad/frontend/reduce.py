@@ -6,10 +6,41 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import dtype as dt
+from ..autograd import Composite, Context
 from ..graph import Op, shape_error
+from . import grad_mode
 
 if TYPE_CHECKING:
     from .tensor import Tensor
+
+
+def _softmax(x: Tensor, dim: int) -> Tensor:
+    e = (x - x.amax(dim, keepdim=True).detach()).exp()
+    return e / e.sum(dim, keepdim=True)
+
+
+def _log_softmax(x: Tensor, dim: int) -> Tensor:
+    return x - x.logsumexp(dim, keepdim=True)
+
+
+def _output(ctx: Context, value: Any) -> Tensor:
+    """A composite's result for its gradient rule: recomputed from the input when the gradient itself is being
+    differentiated (create_graph), else the value already computed."""
+    return value(ctx.srcs[0], ctx.arg) if grad_mode.enabled() else ctx.srcs[0]._wrap(ctx.out)
+
+
+def _softmax_gradient(ctx: Context, g: Tensor) -> tuple[Tensor]:
+    y = _output(ctx, _softmax)
+    return (y * (g - (g * y).sum(ctx.arg, keepdim=True)),)
+
+
+def _log_softmax_gradient(ctx: Context, g: Tensor) -> tuple[Tensor]:
+    return (g - _output(ctx, _log_softmax).exp() * g.sum(ctx.arg, keepdim=True),)
+
+
+# softmax's gradient is y * (g - sum(g * y)): shorter than the chain rule through exp, sum and division
+SOFTMAX = Composite("softmax", _softmax_gradient)
+LOG_SOFTMAX = Composite("log_softmax", _log_softmax_gradient)
 
 
 class ValuesIndices(NamedTuple):
@@ -190,13 +221,16 @@ class ReduceMixin:
         x = self.cast(dt.to_dtype(dtype)) if dtype is not None else self._float_operand()
         if x._count(dim) == 0:  # nothing to normalize, and no max over an empty dim
             return x
-        e = (x - x.amax(dim, keepdim=True).detach()).exp()
-        return e / e.sum(dim, keepdim=True)
+        d = x._dim(dim) if x.ndim else 0
+        return self._composite(SOFTMAX, lambda t: _softmax(t, d), x, arg=d)
 
     def log_softmax(self: Tensor, dim: int, dtype: dt.DType | None = None) -> Tensor:
         """x - logsumexp(x) along dim."""
         x = self.cast(dt.to_dtype(dtype)) if dtype is not None else self._float_operand()
-        return x - x.logsumexp(dim, keepdim=True)
+        if x._count(dim) == 0:
+            return _log_softmax(x, dim)
+        d = x._dim(dim) if x.ndim else 0
+        return self._composite(LOG_SOFTMAX, lambda t: _log_softmax(t, d), x, arg=d)
 
     def cumsum(self: Tensor, dim: int, dtype: dt.DType | None = None) -> Tensor:
         """Running sum along dim: a masked sum over a triangle, so it fuses and differentiates like any reduce."""

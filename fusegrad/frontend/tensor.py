@@ -135,14 +135,15 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
             out._ctx = Context(op, srcs, arg, out._node)
         return out
 
-    def _composite(self, composite: Composite, fn: Any, *srcs: Tensor) -> Tensor:
-        """fn(*srcs) computed from primitives off the tape, recorded as one entry whose gradient is `composite`'s."""
+    def _composite(self, composite: Composite, fn: Any, *srcs: Tensor, arg: Any = None) -> Tensor:
+        """fn(*srcs) computed from primitives off the tape, recorded as one entry whose gradient is `composite`'s
+        (which sees `arg` as ctx.arg)."""
         with grad_mode.no_grad():
             out = fn(*srcs)
         if grad_mode.enabled() and out.dtype.is_floating_point and any(s.requires_grad for s in srcs):
             out = Tensor(out._node)
             out.requires_grad = True
-            out._ctx = Context(composite, srcs, None, out._node)
+            out._ctx = Context(composite, srcs, arg, out._node)
         return out
 
     def _const(self, value: Scalar, shape: tuple[int, ...] | None = None, dtype: DType | None = None) -> Tensor:

@@ -38,11 +38,9 @@ def _repeat_heads(x: Tensor, repeats: int) -> Tensor:
 
 def _safe_softmax(scores: Tensor) -> Tensor:
     """Softmax over the last dim whose rows of only -inf give zeros (torch's SDPA), with finite gradients there."""
-    peak = scores.amax(-1, keepdim=True).detach()
-    dead = peak == _NEG_INF  # a fully masked row
-    e = (scores - fg.where(dead, 0.0, peak)).exp()  # exp(-inf - 0) = 0 on dead rows, no -inf - -inf NaN
-    total = e.sum(-1, keepdim=True)
-    return e / fg.where(dead, 1.0, total)
+    dead = scores.amax(-1, keepdim=True).detach() == _NEG_INF  # a fully masked row
+    # dead rows become zeros before the softmax (so no -inf - -inf NaN, forward or backward) and after it
+    return fg.where(dead, 0.0, fg.where(dead, 0.0, scores).softmax(-1))
 
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
