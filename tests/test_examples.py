@@ -29,3 +29,10 @@ def test_mnist_cnn_gives_the_same_losses_with_and_without_jit() -> None:
     runs = [mnist_cnn.train(epochs=1, batch_size=16, limit=96, test_limit=50, jit=jit)[1] for jit in (False, True)]
     assert len(runs[0]) == 6
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-4, atol=1e-5)
+
+
+def test_micrograd_plots_its_loss_curve(tmp_path, monkeypatch) -> None:
+    out = tmp_path / "loss.png"
+    monkeypatch.setattr("sys.argv", ["micrograd", "--steps", "3", "--plot", str(out)])
+    micrograd.main()
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

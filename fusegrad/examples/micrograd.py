@@ -1,12 +1,13 @@
 """The micrograd demo on fusegrad: an MLP 3-4-4-1 with tanh fits four points with plain SGD.
 
-Run: python -m fusegrad.examples.micrograd
+Run: python -m fusegrad.examples.micrograd [--steps 20] [--plot loss.png]
 """
 from __future__ import annotations
 
 import argparse
 
 import fusegrad as fg
+from fusegrad.examples.training import plot_losses
 
 # the four-sample data set of the micrograd demo
 XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
@@ -59,8 +60,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--plot", metavar="PNG", help="write the loss curve to this file")
     args = parser.parse_args()
-    train(args.steps, args.lr)
+    losses = train(args.steps, args.lr)
+    if args.plot:
+        plot_losses(losses, args.plot, "micrograd demo: MLP 3-4-4-1")
 
 
 if __name__ == "__main__":
