@@ -275,7 +275,7 @@ class CpuProgram:
             kernel = self._lowered(j)
             body = render_c(kernel)
             name = "k_" + hashlib.sha256(body.encode()).hexdigest()[:16]
-            functions[name] = "static " + body.replace("KERNEL", name, 1)
+            functions[name] = body.replace("KERNEL", name).replace(f"void {name}(", f"static void {name}(", 1)
             self.call_names[-1] += f" {name}"  # DEBUG=3's source has it
             call = [self._ptr(item.out)] + [self._ptr(n, const=True) for n in item.inputs]
             if kernel.uses_error_flag:

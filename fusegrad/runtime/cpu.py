@@ -100,7 +100,7 @@ def compile_kernel(item: ScheduleItem) -> tuple[str, str, ir.Kernel]:
     kernel = lower(item, "KERNEL", CPU)
     body = render_c(kernel)
     name = "k_" + hashlib.sha256(body.encode()).hexdigest()[:16]
-    return name, body.replace("KERNEL", name, 1), kernel
+    return name, body.replace("KERNEL", name), kernel  # the kernel and its helpers
 
 
 def _pack_args(values: list[bool | int | float]) -> np.ndarray:
