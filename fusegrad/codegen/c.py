@@ -139,6 +139,8 @@ def _stmt(s: ir.Stmt, depth: int) -> list[str]:
         acc = next((b for b in s.body if isinstance(b, ir.Accumulate)), None) if s.reduction else None
         if acc is not None and s.size <= UNROLLED_REDUCTION:  # a few taps (pooling): straight-line code is faster
             head.append(f"{pad}#pragma GCC unroll {UNROLLED_REDUCTION}")
+        elif acc is not None and _chunked(acc):
+            return _chunked_sum(s, acc, depth)
         elif acc is not None:  # the innermost loop of a reduction: let it reassociate, so it vectorizes
             head.append(f"{pad}#pragma omp simd {_reduction_clause(acc)}")
         body = [line for b in s.body for line in _stmt(b, depth + 1)]
@@ -171,6 +173,27 @@ def _stmt(s: ir.Stmt, depth: int) -> list[str]:
     if isinstance(s, ir.Local):
         return [f"{pad}{C_TYPES[s.dtype]} {s.name}[{s.size}];"]
     raise TypeError(f"unknown statement {s!r}")
+
+
+SUM_CHUNK = 256  # a float sum adds this many elements in float vector lanes, then the chunk's total in double
+
+
+def _chunked(acc: ir.Accumulate) -> bool:
+    return acc.op is Op.SUM and acc.acc.dtype in (float16, float32)
+
+
+def _chunked_sum(s: ir.Loop, acc: ir.Accumulate, depth: int) -> list[str]:
+    """A float sum's innermost loop in chunks: each chunk sums in float at full vector width (a double accumulator
+    halves it and converts every element), then adds into the double accumulator, so long sums keep their digits."""
+    pad, a, v = "  " * depth, acc.acc.name, s.var
+    chunk = min(SUM_CHUNK, s.size)
+    body = [ir.Accumulate(ir.Ref(f"{a}_f", float32), Op.SUM, b.value) if b is acc else b for b in s.body]
+    lines = [line for b in body for line in _stmt(b, depth + 2)]
+    end = f"({v}_c + {chunk} < {s.size} ? {v}_c + {chunk} : {s.size})" if s.size % chunk else f"{v}_c + {chunk}"
+    return [f"{pad}for (int64_t {v}_c = 0; {v}_c < {s.size}; {v}_c += {chunk}) {{",
+            f"{pad}  float {a}_f = 0;", f"{pad}  #pragma omp simd reduction(+:{a}_f)",
+            f"{pad}  for (int64_t {v} = {v}_c; {v} < {end}; {v}++) {{", *lines, f"{pad}  }}",
+            f"{pad}  {a} += {a}_f;", f"{pad}}}"]
 
 
 def _tracks_nan(acc: ir.Ref, op: Op) -> bool:
