@@ -1,5 +1,6 @@
 """The examples run and learn."""
 import numpy as np
+import pytest
 
 from fusegrad.examples import micrograd
 
@@ -32,6 +33,7 @@ def test_mnist_cnn_gives_the_same_losses_with_and_without_jit() -> None:
 
 
 def test_micrograd_plots_its_loss_curve(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the examples extra (pip install -e '.[examples]')")
     out = tmp_path / "loss.png"
     monkeypatch.setattr("sys.argv", ["micrograd", "--steps", "3", "--plot", str(out)])
     micrograd.main()
