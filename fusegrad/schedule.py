@@ -151,6 +151,26 @@ def _computed_once(n: Node, boundary: set[int]) -> bool:
     return found
 
 
+LIBM = {Op.EXP2, Op.LOG2, Op.SIN}  # results may differ in the last bit between a vector and a scalar loop
+
+
+def _uses_libm(node: Node, boundary: set[int]) -> bool:
+    """Whether computing `node` inline calls a libm function. A max reduction's operand that does is computed once
+    into a buffer: its gradient compares the operand with the max for equality, which recomputation (vectorized in
+    one kernel, scalar in another) could break, leaving no element equal to the max."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        m = stack.pop()
+        if m.realized or id(m) in seen or (id(m) in boundary and m is not node):
+            continue
+        seen.add(id(m))
+        if m.op in LIBM or len(seen) > 256:
+            return True
+        stack.extend(m.srcs)
+    return False
+
+
 def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:
     """ids of the nodes that get their own buffer."""
     out = {id(r) for r in roots}
@@ -174,6 +194,12 @@ def _boundaries(order: list[Node], roots: list[Node]) -> set[int]:
             out.add(id(n))
         if n.op is Op.SUM or n.op is Op.REDUCE_MAX or n.op is Op.MATMUL:
             out.add(id(n))
+        if n.op is Op.REDUCE_MAX:
+            src = n.srcs[0]
+            while src.op in MOVEMENT and not src.realized:
+                src = src.srcs[0]
+            if not src.realized and _uses_libm(src, out):
+                out.add(id(src))
         if n.op is Op.MATMUL:
             out.update(id(_view_base(s)) for s in n.srcs if strided_view(s) is None)
         if n.op is Op.GATHER and not n.srcs[0].realized:  # the data-dependent read needs a plain buffer

@@ -150,16 +150,34 @@ def test_debug_levels_print_kernels_and_source(tmp_path: Path) -> None:
     assert "void k_" in three.stderr and "GB/s" in three.stderr
 
 
-def test_fused_select_into_max_reduction_regression() -> None:
-    """GCC 12.2 -O3 with AVX-512 returned the first element of this reduction instead of the maximum."""
+@pytest.mark.parametrize("width", [3, 17, 64, 100])
+def test_fused_select_into_max_reduction_regression(width: int) -> None:
+    """GCC 12.2 -O3 once returned the first element of this reduction instead of the maximum (AVX-512 masked
+    epilogues); widths around the 8- and 16-lane vectors exercise those epilogues."""
     rng = np.random.default_rng(7)
-    for _ in range(20):
-        vals = [rng.standard_normal(()), rng.standard_normal(3), rng.standard_normal((3, 2, 2, 3)),
-                rng.standard_normal((3, 1, 2, 3))]
+    for _ in range(10):
+        vals = [rng.standard_normal(()), rng.standard_normal(width), rng.standard_normal((3, 2, 2, width)),
+                rng.standard_normal((3, 1, 2, width))]
         s, c, b, d = (fg.tensor(v, device="cpu") for v in vals)
-        got = (fg.where(s > 0, 1.5, -0.5) * fg.where(c > 0, b, d)).amax(0, keepdim=True).numpy()
-        want = (np.where(vals[0] > 0, 1.5, -0.5) * np.where(vals[1] > 0, vals[2], vals[3])).max(0, keepdims=True)
-        np.testing.assert_allclose(got, want, rtol=1e-12)
+        picked = fg.where(s > 0, 1.5, -0.5) * fg.where(c > 0, b, d)
+        want = (np.where(vals[0] > 0, 1.5, -0.5) * np.where(vals[1] > 0, vals[2], vals[3]))
+        np.testing.assert_allclose(picked.amax(0, keepdim=True).numpy(), want.max(0, keepdims=True), rtol=1e-12)
+        np.testing.assert_allclose(picked.amax(-1).numpy(), want.max(-1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_gradient_of_recomputed_exp_finds_the_max(dtype: str) -> None:
+    """The max's gradient compares its operand with the max: an exp recomputed by a vector loop in one kernel and a
+    scalar loop in another differed in the last bit, so no element matched and 0 * (1 / 0) gave NaN."""
+    found = np.array([[1.31113142, 0.58392166], [-0.37797209, 0.11205914], [-0.2023427, 0.44051166]], dtype=dtype)
+    for a in [found, np.random.default_rng(3).standard_normal((7, 33)).astype(dtype)]:
+        shape = a.shape
+        x = fg.tensor(a, device="cpu", requires_grad=True)
+        (x.exp().amax(1)[1:3] * fg.tensor(np.array([0.5, -2.0], dtype=dtype))).sum().backward()
+        want = np.zeros(shape, dtype)
+        rows = np.arange(1, 3)
+        want[rows, a[1:3].argmax(1)] = np.exp(a[1:3].max(1)) * np.array([0.5, -2.0])
+        np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-6)
 
 
 # ---- the kernel cache: code is keyed by the graph's structure, constants are launch arguments ----

@@ -208,6 +208,15 @@ def _reduction_clause(acc: ir.Accumulate) -> str:
     return f"reduction(max:{a})" + (f" reduction(|:{a}_nan)" if _tracks_nan(acc.acc, acc.op) else "")
 
 
+PARALLEL_CHUNK = 4096  # elements a thread takes at a time from a parallel loop with no loop inside
+
+
+def _innermost(s: ir.Loop) -> bool:
+    """A parallel loop over independent elements with no loop, reduction or error flag inside: it can vectorize."""
+    return not s.reduction and not any(isinstance(b, ir.Loop) for b in s.body) and \
+        not any("*err" in line for b in s.body for line in _stmt(b, 0))
+
+
 def render_c(kernel: ir.Kernel) -> str:
     """The C function for one kernel (the prelude with helpers is `PRELUDE`, printed once per file)."""
     params = []
@@ -227,11 +236,20 @@ def render_c(kernel: ir.Kernel) -> str:
             # the body of a parallel loop as its own function: GCC vectorizes loops in the function OpenMP
             # outlines far less often (it sees control flow where there is none) than in a plain one
             helper = f"{kernel.name}_p{len(helpers)}"
-            inner = [line for b in s.body for line in _stmt(b, 1)]
-            helpers.append(f"static void {helper}(int64_t {s.var}, {', '.join(params)}) {{\n" + "\n".join(inner)
-                           + "\n}\n")
-            body += ["  #pragma omp parallel for", f"  for (int64_t {s.var} = 0; {s.var} < {s.size}; {s.var}++) "
-                     f"{helper}({s.var}, {', '.join(names)});"]
+            inner = [line for b in s.body for line in _stmt(b, 2 if _innermost(s) else 1)]
+            if _innermost(s):  # elements alone: each thread runs vector loops over chunks of them
+                v, c = s.var, PARALLEL_CHUNK
+                helpers.append(f"static void {helper}(int64_t {v}_c, {', '.join(params)}) {{\n"
+                               f"  int64_t {v}_e = {v}_c + {c} < {s.size} ? {v}_c + {c} : {s.size};\n"
+                               f"  #pragma omp simd\n  for (int64_t {v} = {v}_c; {v} < {v}_e; {v}++) {{\n"
+                               + "\n".join(inner) + "\n  }\n}\n")
+                body += ["  #pragma omp parallel for", f"  for (int64_t {v}_c = 0; {v}_c < {s.size}; {v}_c += {c}) "
+                         f"{helper}({v}_c, {', '.join(names)});"]
+            else:
+                helpers.append(f"static void {helper}(int64_t {s.var}, {', '.join(params)}) {{\n"
+                               + "\n".join(inner) + "\n}\n")
+                body += ["  #pragma omp parallel for", f"  for (int64_t {s.var} = 0; {s.var} < {s.size}; "
+                         f"{s.var}++) {helper}({s.var}, {', '.join(names)});"]
         else:
             body += _stmt(s, 1)
     return "".join(helpers) + f"void {kernel.name}({', '.join(params)}) {{\n" + "\n".join(body) + "\n}\n"
