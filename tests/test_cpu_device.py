@@ -180,6 +180,23 @@ def test_max_gradient_of_recomputed_exp_finds_the_max(dtype: str) -> None:
         np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(8, 64), (300_000,)])
+def test_launch_arguments_are_read_before_the_loops(shape: tuple[int, ...]) -> None:
+    """A constant read inside a loop next to a select made GCC branch around it and keep the loop scalar; every
+    kernel function reads its launch arguments into locals before its first loop."""
+    from fusegrad.runtime.cpu import compile_kernel
+    x = _t(*shape)
+    y = fg.where(x > 0.25, 1.5, x * 3.0).exp()
+    (item,) = [i for i in fg.schedule(y) if i.kind == "kernel"]
+    _, source, _ = compile_kernel(item)
+    for function in source.split("\n}\n"):
+        lines = function.splitlines()
+        first_loop = next((k for k, line in enumerate(lines) if line.strip().startswith("for ")), len(lines))
+        assert not any("args[" in line for line in lines[first_loop:]), function
+    assert "args[" in source
+    np.testing.assert_allclose(y.numpy(), np.exp(np.where(x.numpy() > 0.25, 1.5, x.numpy() * 3.0)), rtol=1e-6)
+
+
 # ---- the kernel cache: code is keyed by the graph's structure, constants are launch arguments ----
 
 def _count_compiles(monkeypatch: pytest.MonkeyPatch) -> list:
