@@ -2,9 +2,9 @@
 
 A kernel computes one node into a new buffer; everything unrealized below it is inlined, except the nodes that must
 be buffers of their own (realization points): reductions (each kernel has at most one, with its elementwise
-prologue fused in), MATMUL results, MATMUL operands that are not plain strided views of a buffer, and GATHER
-sources. Inlined subgraphs shared by several kernels are recomputed (they are elementwise, so that is cheap);
-within one kernel each node is computed once.
+prologue fused in), MATMUL results, MATMUL operands that are not plain strided views of a buffer, GATHER
+sources, and a max reduction's operand computed with libm. Inlined subgraphs shared by several kernels are
+recomputed (they are elementwise, so that is cheap); within one kernel each node is computed once.
 """
 from __future__ import annotations
 
