@@ -144,8 +144,7 @@ def _stmt(s: ir.Stmt, depth: int) -> list[str]:
         elif acc is not None:  # the innermost loop of a reduction: let it reassociate, so it vectorizes
             head.append(f"{pad}#pragma omp simd {_reduction_clause(acc)}")
         body = [line for b in s.body for line in _stmt(b, depth + 1)]
-        if (acc is None and not s.parallel and not any(isinstance(b, ir.Loop) for b in s.body)
-                and not any("*err" in x for x in body)):
+        if acc is None and not s.parallel and _element_loop(s, body):
             # an innermost loop of independent elements: vectorize it even where its selects look like branches
             head.append(f"{pad}#pragma omp simd")
         return head + [f"{pad}for (int64_t {s.var} = 0; {s.var} < {s.size}; {s.var}++) {{", *body, f"{pad}}}"]
@@ -211,10 +210,10 @@ def _reduction_clause(acc: ir.Accumulate) -> str:
 PARALLEL_CHUNK = 4096  # elements a thread takes at a time from a parallel loop with no loop inside
 
 
-def _innermost(s: ir.Loop) -> bool:
-    """A parallel loop over independent elements with no loop, reduction or error flag inside: it can vectorize."""
-    return not s.reduction and not any(isinstance(b, ir.Loop) for b in s.body) and \
-        not any("*err" in line for b in s.body for line in _stmt(b, 0))
+def _element_loop(s: ir.Loop, body: list[str]) -> bool:
+    """Whether loop `s` (its body rendered as `body`) runs independent elements: no loop, reduction or error flag
+    inside, so it can be an `omp simd` loop."""
+    return not s.reduction and not any(isinstance(b, ir.Loop) for b in s.body) and not any("*err" in x for x in body)
 
 
 def _value_args(v: ir.Value, found: dict[int, DType]) -> None:
@@ -259,21 +258,21 @@ def render_c(kernel: ir.Kernel) -> str:
     if kernel.args:
         params.append("const fg_arg* restrict args")
     names = [p.rsplit("*", 1)[1].replace("restrict ", "").strip() for p in params]
-    helpers, body = [], []
+    helpers, body, inline = [], [], []
     alone = all(isinstance(s, ir.Loop) for s in kernel.body)  # no kernel-level locals the loops would share
     for s in kernel.body:
         if alone and isinstance(s, ir.Loop) and s.parallel:
             # the body of a parallel loop as its own function: GCC vectorizes loops in the function OpenMP
             # outlines far less often (it sees control flow where there is none) than in a plain one
             helper = f"{kernel.name}_p{len(helpers)}"
-            inner = [line for b in s.body for line in _stmt(b, 2 if _innermost(s) else 1)]
+            inner = [line for b in s.body for line in _stmt(b, 1)]
             reads = "".join(line + "\n" for line in _read_args(s.body))
-            if _innermost(s):  # elements alone: each thread runs vector loops over chunks of them
+            if _element_loop(s, inner):  # elements alone: each thread runs vector loops over chunks of them
                 v, c = s.var, PARALLEL_CHUNK
                 helpers.append(f"static void {helper}(int64_t {v}_c, {', '.join(params)}) {{\n{reads}"
                                f"  int64_t {v}_e = {v}_c + {c} < {s.size} ? {v}_c + {c} : {s.size};\n"
                                f"  #pragma omp simd\n  for (int64_t {v} = {v}_c; {v} < {v}_e; {v}++) {{\n"
-                               + "\n".join(inner) + "\n  }\n}\n")
+                               + "\n".join("  " + line for line in inner) + "\n  }\n}\n")
                 body += ["  #pragma omp parallel for", f"  for (int64_t {v}_c = 0; {v}_c < {s.size}; {v}_c += {c}) "
                          f"{helper}({v}_c, {', '.join(names)});"]
             else:
@@ -282,7 +281,7 @@ def render_c(kernel: ir.Kernel) -> str:
                 body += ["  #pragma omp parallel for", f"  for (int64_t {s.var} = 0; {s.var} < {s.size}; "
                          f"{s.var}++) {helper}({s.var}, {', '.join(names)});"]
         else:
+            inline.append(s)
             body += _stmt(s, 1)
-    unread = [s for s in kernel.body if not (alone and isinstance(s, ir.Loop) and s.parallel)]
-    body = _read_args(unread) + body
+    body = _read_args(inline) + body
     return "".join(helpers) + f"void {kernel.name}({', '.join(params)}) {{\n" + "\n".join(body) + "\n}\n"
