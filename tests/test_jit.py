@@ -275,3 +275,35 @@ def test_batched_small_products_run_one_matrix_per_thread() -> None:
         pytest.skip("one thread here")
     for out in got:
         np.testing.assert_allclose(out.numpy(), a @ b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("blas", ["mkl", "openblas"])
+def test_compiled_products_agree_with_numpy_on_every_blas(blas: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusegrad.jit import blas as blas_module
+    if blas not in blas_module.available_blas():
+        pytest.skip(f"{blas} is not installed here" + (" (pip install 'fusegrad[mkl]')" if blas == "mkl" else ""))
+    monkeypatch.setenv("FUSEGRAD_BLAS", blas)
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((300, 70)).astype(np.float32), rng.standard_normal((70, 130)).astype(np.float32)
+    heads = rng.standard_normal((2, 3, 9, 4)).astype(np.float32)
+    long_k = rng.standard_normal((4, 3000)).astype(np.float32)
+    step = fg.jit(lambda x, y, h, k: (x @ y, x.T.T @ y.T.T, y.T @ x.T, h @ h.transpose(-1, -2), k @ k.T,
+                                      x.double() @ y.double()))
+    for _ in range(3):
+        got = [t.numpy() for t in step(fg.tensor(a), fg.tensor(b), fg.tensor(heads), fg.tensor(long_k))]
+    program = step.last.program
+    assert program.gemm[0] == blas_module.cblas_gemm(fg.float32) is not None
+    wants = [a @ b.astype(np.float64), a @ b.astype(np.float64), (a @ b.astype(np.float64)).T,
+             heads @ heads.swapaxes(-1, -2).astype(np.float64), long_k @ long_k.T.astype(np.float64),
+             a.astype(np.float64) @ b]
+    for g, w in zip(got, wants, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-3 if g.dtype == np.float32 else 1e-10)
+
+
+def test_an_unknown_blas_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FUSEGRAD_BLAS", "atlas")
+    step = fg.jit(lambda x: x @ x)
+    x = fg.ones(3, 3)
+    with pytest.raises(ValueError, match="FUSEGRAD_BLAS='atlas'"):
+        for _ in range(3):
+            step(x)

@@ -30,6 +30,20 @@ double log2(double);
 #pragma omp declare simd notinbranch
 double sin(double);
 #endif
+/* libmvec's vector exp2f runs scalar exp2f on all 16 lanes when one is below -126 (a masked -inf in a softmax, an
+   underflow): such lanes are shifted up by 32 and scaled back exactly, and those at or below -150 (result 0) are
+   multiplied by 0, so no product underflows. Integer arithmetic on the bits, not float selects: GCC's PRE turns a
+   selected argument into two calls, and a branch around the call stops vectorization. */
+typedef union { float f; uint32_t u; } fg_bits32;
+static inline float fg_exp2f(float x) {
+  fg_bits32 v = {x}, shifted, scale;
+  uint32_t clamped = v.u < 0xC3160000u ? v.u : 0xC3160000u;  /* -150.0f; negative floats compare reversed as bits */
+  v.u = v.u > 0xFF800000u ? v.u : clamped;  /* a negative NaN passes through */
+  shifted.f = v.f + 125.0f;
+  uint32_t low = shifted.u >> 31;  /* 1 below -125 */
+  scale.u = (0x3F800000u - low * 0x10000000u) * (uint32_t)(v.u != 0xC3160000u);  /* 1, 2^-32 or 0 */
+  return exp2f(v.f + 32.0f * (float)low) * scale.f;
+}
 static inline uint32_t fg_hash32(uint32_t x) {
   x ^= x >> 16; x *= 0x7FEB352Du; x ^= x >> 15; x *= 0x846CA68Bu; return x ^ (x >> 16);
 }
@@ -72,7 +86,7 @@ def _apply(v: ir.Apply, r: list[str]) -> str:
     m = MATH_SUFFIX.get(sdtype, "")
     table = {
         Op.NEG: lambda: f"(-{r[0]})",
-        Op.EXP2: lambda: f"exp2{m}({r[0]})",
+        Op.EXP2: lambda: f"fg_exp2f({r[0]})" if m else f"exp2({r[0]})",
         Op.LOG2: lambda: f"log2{m}({r[0]})",
         Op.SIN: lambda: f"sin{m}({r[0]})",
         Op.SQRT: lambda: f"sqrt{m}({r[0]})",
