@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..dtype import DType, bool_, float16, float32, float64, int32, int64, uint8
 from ..graph import Op
 from . import ir
+from .invariants import hoist_invariants
 
 C_TYPES = {bool_: "_Bool", uint8: "uint8_t", int32: "int32_t", int64: "int64_t", float16: "_Float16",
            float32: "float", float64: "double"}
@@ -15,6 +16,7 @@ MIN_VALUES = {bool_: "0", uint8: "0", int32: "INT32_MIN", int64: "INT64_MIN", fl
 
 PRELUDE = """#include <math.h>
 #include <stdint.h>
+#define FG_NOINLINE __attribute__((noinline))
 typedef union { double f; int64_t i; } fg_arg;  /* one launch argument: a float or an integer constant */
 #ifdef FG_MVEC  /* glibc vector math (libmvec, <= 4 ulp, keeps IEEE special cases): these calls vectorize */
 #pragma omp declare simd notinbranch
@@ -146,22 +148,28 @@ def render_value(v: ir.Value) -> str:
     return _apply(v, [render_value(s) for s in v.srcs])
 
 
+def _loop(s: ir.Loop, depth: int) -> list[str]:
+    pad = "  " * depth
+    head = [f"{pad}#pragma omp parallel for"] if s.parallel else []
+    acc = next((b for b in s.body if isinstance(b, ir.Accumulate)), None) if s.reduction else None
+    if acc is not None and s.size <= UNROLLED_REDUCTION:  # a few taps (pooling): straight-line code is faster
+        head.append(f"{pad}#pragma GCC unroll {UNROLLED_REDUCTION}")
+    elif acc is not None and _chunked(acc):
+        return _chunked_sum(s, acc, depth)
+    elif acc is not None:  # the innermost loop of a reduction: let it reassociate, so it vectorizes
+        head.append(f"{pad}#pragma omp simd {_reduction_clause(acc)}")
+    body = [line for b in s.body for line in _stmt(b, depth + 1)]
+    if acc is None and not s.parallel and _element_loop(s, body):
+        # an innermost loop of independent elements: vectorize it even where its selects look like branches
+        head.append(f"{pad}#pragma omp simd")
+    return head + [f"{pad}for (int64_t {s.var} = 0; {s.var} < {s.size}; {s.var}++) {{", *body, f"{pad}}}"]
+
+
 def _stmt(s: ir.Stmt, depth: int) -> list[str]:
     pad = "  " * depth
     if isinstance(s, ir.Loop):
-        head = [f"{pad}#pragma omp parallel for"] if s.parallel else []
-        acc = next((b for b in s.body if isinstance(b, ir.Accumulate)), None) if s.reduction else None
-        if acc is not None and s.size <= UNROLLED_REDUCTION:  # a few taps (pooling): straight-line code is faster
-            head.append(f"{pad}#pragma GCC unroll {UNROLLED_REDUCTION}")
-        elif acc is not None and _chunked(acc):
-            return _chunked_sum(s, acc, depth)
-        elif acc is not None:  # the innermost loop of a reduction: let it reassociate, so it vectorizes
-            head.append(f"{pad}#pragma omp simd {_reduction_clause(acc)}")
-        body = [line for b in s.body for line in _stmt(b, depth + 1)]
-        if acc is None and not s.parallel and _element_loop(s, body):
-            # an innermost loop of independent elements: vectorize it even where its selects look like branches
-            head.append(f"{pad}#pragma omp simd")
-        return head + [f"{pad}for (int64_t {s.var} = 0; {s.var} < {s.size}; {s.var}++) {{", *body, f"{pad}}}"]
+        hoisted, s = hoist_invariants(s)
+        return [line for h in hoisted for line in _stmt(h, depth)] + _loop(s, depth)
     if isinstance(s, ir.Let):
         return [f"{pad}{C_TYPES[_dtype(s.value)]} {s.name} = {render_value(s.value)};"]
     if isinstance(s, ir.DeclareAcc):
@@ -276,21 +284,21 @@ def render_c(kernel: ir.Kernel) -> str:
     alone = all(isinstance(s, ir.Loop) for s in kernel.body)  # no kernel-level locals the loops would share
     for s in kernel.body:
         if alone and isinstance(s, ir.Loop) and s.parallel:
-            # the body of a parallel loop as its own function: GCC vectorizes loops in the function OpenMP
-            # outlines far less often (it sees control flow where there is none) than in a plain one
+            # the body of a parallel loop as its own function, never inlined: GCC vectorizes loops in the function
+            # OpenMP outlines far less often (it sees control flow where there is none) than in a plain one
             helper = f"{kernel.name}_p{len(helpers)}"
             inner = [line for b in s.body for line in _stmt(b, 1)]
             reads = "".join(line + "\n" for line in _read_args(s.body))
             if _element_loop(s, inner):  # elements alone: each thread runs vector loops over chunks of them
                 v, c = s.var, PARALLEL_CHUNK
-                helpers.append(f"static void {helper}(int64_t {v}_c, {', '.join(params)}) {{\n{reads}"
+                helpers.append(f"static FG_NOINLINE void {helper}(int64_t {v}_c, {', '.join(params)}) {{\n{reads}"
                                f"  int64_t {v}_e = {v}_c + {c} < {s.size} ? {v}_c + {c} : {s.size};\n"
                                f"  #pragma omp simd\n  for (int64_t {v} = {v}_c; {v} < {v}_e; {v}++) {{\n"
                                + "\n".join("  " + line for line in inner) + "\n  }\n}\n")
                 body += ["  #pragma omp parallel for", f"  for (int64_t {v}_c = 0; {v}_c < {s.size}; {v}_c += {c}) "
                          f"{helper}({v}_c, {', '.join(names)});"]
             else:
-                helpers.append(f"static void {helper}(int64_t {s.var}, {', '.join(params)}) {{\n{reads}"
+                helpers.append(f"static FG_NOINLINE void {helper}(int64_t {s.var}, {', '.join(params)}) {{\n{reads}"
                                + "\n".join(inner) + "\n}\n")
                 body += ["  #pragma omp parallel for", f"  for (int64_t {s.var} = 0; {s.var} < {s.size}; "
                          f"{s.var}++) {helper}({s.var}, {', '.join(names)});"]
