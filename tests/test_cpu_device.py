@@ -217,6 +217,7 @@ def test_loop_invariant_values_are_computed_before_the_loop(shape: tuple[int, ..
     """A logsumexp reads each row's max inside the sum over the row, behind an 'is the max infinite' select; left
     in the loop, GCC unswitched on it and both copies stayed scalar (a GPT's loss kernel ran 12x slower)."""
     import re
+
     from fusegrad.runtime.cpu import compile_kernel
     x = _t(*shape)
     y = x.logsumexp(-1)
