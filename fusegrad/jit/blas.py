@@ -1,7 +1,8 @@
-"""The CBLAS gemm a compiled step calls, as function pointers: Intel MKL where the `mkl` wheel is installed
-(`pip install fusegrad[mkl]`, the BLAS PyTorch ships), else the OpenBLAS NumPy bundles.
+"""The CBLAS gemm a compiled step calls, as function pointers: the OpenBLAS NumPy bundles, or with
+`FUSEGRAD_BLAS=mkl` Intel MKL (`pip install fusegrad[mkl]`, the BLAS PyTorch ships; up to 1.5x faster on a
+training step's small products, but its rounding differs from the eager device's OpenBLAS).
 
-`FUSEGRAD_BLAS=openblas` or `=mkl` picks one. Both take 64-bit integer arguments, and both run their threads on the
+Both take 64-bit integer arguments, and both run their threads on the
 kernels' GNU OpenMP pool (MKL through its GNU threading layer), so BLAS and kernels never spin against each other.
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ LIBRARIES = {
                        "MKL_Set_Num_Threads_Local",
                        lambda lib: lib.MKL_Set_Threading_Layer(MKL_THREADING_GNU)),
 }
-PREFERENCE = ("mkl", "openblas")  # MKL multiplies the small matrices of a training step up to 1.5x faster
+PREFERENCE = ("openblas", "mkl")  # the eager device multiplies with OpenBLAS: a replayed step then equals it
 
 
 @functools.cache
