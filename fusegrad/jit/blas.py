@@ -81,7 +81,7 @@ def blas_library() -> str | None:
     `available_blas()`; None where there is none (matmuls then run as plain loop nests)."""
     choice = os.environ.get("FUSEGRAD_BLAS", "")
     if not choice:
-        return next(iter(available_blas()), None)
+        return next((name for name in PREFERENCE if _load(name) is not None), None)  # loads no library past it
     if choice not in LIBRARIES:
         raise ValueError(f"FUSEGRAD_BLAS={choice!r}: expected one of {sorted(LIBRARIES)}")
     if _load(choice) is None:
