@@ -67,6 +67,28 @@ def test_matmul_of_transposed_buffer_needs_no_copy_kernel() -> None:
     np.testing.assert_allclose((a.T @ b).numpy(), a.numpy().T @ b.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("blas", ["mkl", "openblas"])
+def test_eager_products_agree_with_numpy_on_every_blas(blas: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusegrad.runtime import blas as blas_module
+    if blas not in blas_module.available_blas():
+        pytest.skip(f"{blas} is not installed here")
+    monkeypatch.setenv("FUSEGRAD_BLAS", blas)
+    calls = []
+    real = blas_module._gemm_function
+    monkeypatch.setattr(blas_module, "_gemm_function", lambda *a: calls.append(a) or real(*a))
+    rng = np.random.default_rng(3)
+    cases = [((5, 7), (7, 3), False), ((7, 5), (7, 3), True), ((2, 1, 4, 6), (3, 6, 2), False), ((6,), (6, 4), False),
+             ((3, 6), (6,), False), ((0, 4), (4, 3), False), ((2, 0), (0, 3), False)]
+    for sa, sb, transposed in cases:
+        a, b = rng.standard_normal(sa).astype(np.float32), rng.standard_normal(sb).astype(np.float32)
+        ta = fg.tensor(a, device="cpu").T if transposed else fg.tensor(a, device="cpu")
+        want = (a.T if transposed else a).astype(np.float64) @ b
+        np.testing.assert_allclose((ta @ fg.tensor(b, device="cpu")).numpy(), want, rtol=1e-5, atol=1e-5)
+    d = rng.standard_normal((4, 5))
+    np.testing.assert_allclose((fg.tensor(d, device="cpu") @ fg.tensor(d.T, device="cpu")).numpy(), d @ d.T)
+    assert bool(calls) == (blas == "mkl")  # NumPy's matmul is OpenBLAS already; MKL is called directly
+
+
 def test_deep_chains_are_cut_into_bounded_kernels() -> None:
     x = _t(4)
     y = x

@@ -279,7 +279,7 @@ def test_batched_small_products_run_one_matrix_per_thread() -> None:
 
 @pytest.mark.parametrize("blas", ["mkl", "openblas"])
 def test_compiled_products_agree_with_numpy_on_every_blas(blas: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fusegrad.jit import blas as blas_module
+    from fusegrad.runtime import blas as blas_module
     if blas not in blas_module.available_blas():
         pytest.skip(f"{blas} is not installed here" + (" (pip install 'fusegrad[mkl]')" if blas == "mkl" else ""))
     monkeypatch.setenv("FUSEGRAD_BLAS", blas)

@@ -21,15 +21,14 @@ from ..codegen.c import C_TYPES, COMPUTE, PRELUDE, render_c
 from ..codegen.lower import CPU, lower
 from ..dtype import float32, float64
 from ..graph import Node, Op, source_node
+from ..runtime.blas import ROW_MAJOR, blas_layout, blas_threads_setter, cblas_gemm
 from ..runtime.compiler import compile_library
 from ..runtime.cpu import _pack_args
 from ..runtime.device import Buffer
 from ..schedule import ScheduleItem, schedule_kernels, strided_view
-from .blas import blas_threads_setter, cblas_gemm
 from .memory_plan import Lifetime, MemoryPlan, plan_arena
 from .trace import Captured
 
-ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
 SINGLE_THREAD_GEMM = 1 << 20  # multiply-adds below which one BLAS thread beats two (measured: MLP, LeNet, GPT steps)
 GEMM_TYPES = {float32: "fg_sgemm_t", float64: "fg_dgemm_t"}
 SPLIT_K_MAX_OUTPUTS, SPLIT_K_MIN_K = 4096, 2048  # products this small and this long split k between the threads
@@ -84,19 +83,6 @@ def _stores(stmts: list[ir.Stmt]) -> list[ir.Store]:
         elif isinstance(s, ir.Store):
             out.append(s)
     return out
-
-
-def _blas_layout(rows: int, cols: int, s_rows: int, s_cols: int) -> tuple[int, int] | None:
-    """(transpose flag, leading dimension) of a strided matrix for CBLAS (row-major), or None if BLAS can't read it."""
-    if cols == 1 or s_cols == 1:
-        ld = s_rows if rows > 1 else max(cols, 1)
-        if ld >= max(cols, 1):
-            return NO_TRANS, ld
-    if rows == 1 or s_rows == 1:
-        ld = s_cols if cols > 1 else max(rows, 1)
-        if ld >= max(rows, 1):
-            return TRANS, ld
-    return None
 
 
 class CpuProgram:
@@ -362,8 +348,8 @@ class CpuProgram:
             b_off.append(f"b{d}*{b_view.strides[d]}")
         a_at, b_at, c_at = (f"({p} + {'+'.join(o) if o else '0'})" for p, o in
                             ((a_ptr, a_off), (b_ptr, b_off), (c_ptr, c_off)))
-        la = _blas_layout(m, k, a_view.strides[-2], a_view.strides[-1])
-        lb = _blas_layout(k, n, b_view.strides[-2], b_view.strides[-1])
+        la = blas_layout(m, k, a_view.strides[-2], a_view.strides[-1])
+        lb = blas_layout(k, n, b_view.strides[-2], b_view.strides[-1])
         gemm = GEMM_TYPES.get(out.dtype)
         if m * n == 0:
             return "  /* empty matmul */"

@@ -22,6 +22,7 @@ from ..codegen.lower import CPU, kernel_signature, launch_args, lower
 from ..dtype import DType, float16
 from ..graph import Node, Op, prod
 from ..schedule import ScheduleItem, blas_matrix, kernel_inputs, schedule_kernels, strided_view
+from .blas import matmul_into
 from .blas_threads import share_threads_with_blas
 from .compiler import compile_library, find_compiler, warn_no_compiler
 from .device import Buffer, Device
@@ -209,7 +210,7 @@ class CpuDevice(Device):
             if out.dtype == float16:
                 result = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
             else:
-                result = np.matmul(a, b, out=_POOL.empty(out.shape, out.dtype.np))
+                result = matmul_into(a, b, _POOL.empty(out.shape, out.dtype.np))
             self.allocations += 1
             out.buffer = Buffer(self.name, out.shape, out.dtype, np.ascontiguousarray(result))
             return

@@ -1,6 +1,6 @@
-"""The CBLAS gemm a compiled step calls, as function pointers: the OpenBLAS NumPy bundles, or with
-`FUSEGRAD_BLAS=mkl` Intel MKL (`pip install fusegrad[mkl]`, the BLAS PyTorch ships; up to 1.5x faster on a
-training step's small products, but its rounding differs from the eager device's OpenBLAS).
+"""The CBLAS gemm the `cpu` device multiplies with, eager and in compiled steps alike: Intel MKL where it is
+installed (`pip install fusegrad[mkl]`, the BLAS PyTorch ships; up to 1.5x faster than OpenBLAS on a training
+step's small products), else the OpenBLAS NumPy bundles. `FUSEGRAD_BLAS=openblas|mkl` picks one.
 
 Both take 64-bit integer arguments, and both run their threads on the
 kernels' GNU OpenMP pool (MKL through its GNU threading layer), so BLAS and kernels never spin against each other.
@@ -20,6 +20,7 @@ import numpy as np
 
 from ..dtype import DType, float32, float64
 
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
 MKL_THREADING_GNU = 3  # mkl_service.h: MKL's threads are libgomp's, the pool the compiled kernels use
 
 
@@ -54,7 +55,7 @@ LIBRARIES = {
                        "MKL_Set_Num_Threads_Local",
                        lambda lib: lib.MKL_Set_Threading_Layer(MKL_THREADING_GNU)),
 }
-PREFERENCE = ("openblas", "mkl")  # the eager device multiplies with OpenBLAS: a replayed step then equals it
+PREFERENCE = ("mkl", "openblas")
 
 
 @functools.cache
@@ -77,7 +78,7 @@ def available_blas() -> list[str]:
 
 
 def blas_library() -> str | None:
-    """The BLAS compiled steps use: `FUSEGRAD_BLAS` if set (an unknown or missing one raises), else the first of
+    """The BLAS the cpu device uses: `FUSEGRAD_BLAS` if set (an unknown or missing one raises), else the first of
     `available_blas()`; None where there is none (matmuls then run as plain loop nests)."""
     choice = os.environ.get("FUSEGRAD_BLAS", "")
     if not choice:
@@ -111,3 +112,49 @@ def blas_threads_setter() -> int | None:
     products run on one thread: waking BLAS threads costs more than they save there."""
     name = blas_library()
     return _address((LIBRARIES[name].threads_local,)) if name else None
+
+
+def blas_layout(rows: int, cols: int, s_rows: int, s_cols: int) -> tuple[int, int] | None:
+    """(transpose flag, leading dimension) of a strided matrix (element strides) for row-major CBLAS, or None if
+    BLAS can't read it."""
+    if cols == 1 or s_cols == 1:
+        ld = s_rows if rows > 1 else max(cols, 1)
+        if ld >= max(cols, 1):
+            return NO_TRANS, ld
+    if rows == 1 or s_rows == 1:
+        ld = s_cols if cols > 1 else max(rows, 1)
+        if ld >= max(rows, 1):
+            return TRANS, ld
+    return None
+
+
+_GEMM_ARGS = [ctypes.c_int] * 3 + [ctypes.c_int64] * 3
+_GEMM_PROTOTYPES = {np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
+
+
+@functools.cache
+def _gemm_function(address: int, dtype: np.dtype) -> Callable[..., None]:
+    scalar, ptr, i64 = _GEMM_PROTOTYPES[dtype], ctypes.c_void_p, ctypes.c_int64
+    proto = ctypes.CFUNCTYPE(None, *_GEMM_ARGS, scalar, ptr, i64, ptr, i64, scalar, ptr, i64)
+    return proto(address)
+
+
+def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = a @ b (batch dims already broadcast alike, out contiguous) with the BLAS compiled steps call, so eager
+    and replayed products round alike; numpy.matmul where that BLAS is NumPy's own or can't read the operands."""
+    address = cblas_gemm(float32 if out.dtype == np.float32 else float64) if out.dtype in _GEMM_PROTOTYPES else None
+    if blas_library() in (None, "openblas") or address is None or not a.shape[:-2] == b.shape[:-2] == out.shape[:-2]:
+        return np.matmul(a, b, out=out)
+    *_, m, k = a.shape
+    n = b.shape[-1]
+    item = a.itemsize
+    la = blas_layout(m, k, a.strides[-2] // item, a.strides[-1] // item)
+    lb = blas_layout(k, n, b.strides[-2] // item, b.strides[-1] // item)
+    if la is None or lb is None or any(s % item for s in a.strides + b.strides) or out.size == 0 or k == 0:
+        return np.matmul(a, b, out=out)
+    gemm = _gemm_function(address, out.dtype)
+    pa, pb, pc = (x.__array_interface__["data"][0] for x in (a, b, out))
+    for index in np.ndindex(*out.shape[:-2]):  # batch matrices by pointer arithmetic: no views, no copies
+        ia, ib, ic = (sum(i * s for i, s in zip(index, x.strides)) for x in (a, b, out))
+        gemm(ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa + ia, la[1], pb + ib, lb[1], 0.0, pc + ic, n)
+    return out
