@@ -1,7 +1,7 @@
 """Loop-invariant values of the loop IR: `Let`s an innermost loop computes the same way on every iteration.
 
-Rendered before the loop they are computed once, and the loop keeps no branch on them: GCC unswitches a loop on
-an invariant select (a logsumexp's "max is infinite" test) and then leaves both copies scalar.
+Rendered before the loop they are computed once per row instead of once per element (a logsumexp's "max is
+infinite" test, a softmax's reciprocal of its sum).
 """
 from __future__ import annotations
 
