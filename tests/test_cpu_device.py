@@ -43,6 +43,17 @@ def test_gelu_of_any_depth_is_one_kernel(depth: int) -> None:
     assert _kernels(y) == 1
 
 
+def test_gelu_backward_is_one_kernel_and_matches_torch() -> None:
+    x = fg.tensor(np.linspace(-12, 12, 401, dtype=np.float32).reshape(1, 401), device="cpu", requires_grad=True)
+    g = _t(1, 401)
+    y = (x * 1.5).gelu()
+    (dx,) = fg.grad(y, x, g)
+    assert _kernels(y, dx) == 2  # gelu's own slope shares nothing with the forward that is worth a buffer
+    tx = torch.tensor(x.detach().numpy(), requires_grad=True)
+    torch.nn.functional.gelu(tx * 1.5).backward(torch.tensor(g.numpy()))
+    np.testing.assert_allclose(dx.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 def test_softmax_is_at_most_three_kernels(fn: str) -> None:
     x = _t(8, 100)

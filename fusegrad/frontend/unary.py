@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 LOG2E = math.log2(math.e)
 # d/dx erf(x) = 2 / sqrt(pi) * exp(-x^2): a few ops, where differentiating the polynomial below takes about 90
 ERF = Composite("erf", lambda ctx, g: (g * (ctx.srcs[0].square().neg().exp() * (2 / math.sqrt(math.pi))),))
+# d/dx x * Phi(x) = Phi(x) + x * phi(x): one fused kernel for the backward, sharing erf's exp(-x^2 / 2)
+GELU = Composite("gelu", lambda ctx, g: (g * _gelu_slope(ctx.srcs[0]),))
 
 
 def in_float32(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -177,7 +179,7 @@ class UnaryMixin:
             return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh())
         if approximate != "none":
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
+        return self._composite(GELU, lambda v: 0.5 * v * (1 + (v * (1 / math.sqrt(2))).erf()), x)
 
     def _zero_grad_from(self: Tensor, value: Tensor, *others: Tensor) -> Tensor:
         """`value` recorded as a function of self (and others, all of value's dtype) with zero gradient, like
@@ -225,12 +227,22 @@ class UnaryMixin:
         return self + weight * (end - self)
 
 
-def _erf_approximation(x: Tensor) -> Tensor:
-    """Abramowitz-Stegun 7.1.26 on |x|, sign restored; NaN stays NaN."""
+def _erf_parts(x: Tensor) -> tuple[Tensor, Tensor]:
+    """erf(x) by Abramowitz-Stegun 7.1.26 on |x|, sign restored (NaN stays NaN), and the exp(-x^2) it uses."""
     neg = x < 0
     a = neg._select(-x, x)
-    a = (a > 10)._select(10.0, a)  # erf is exactly +-1 there
-    t = 1 / (1 + 0.3275911 * a)
+    t = 1 / (1 + 0.3275911 * a)  # 0 at |x| = inf, so the product below is 0 * 0
     poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    e = 1 - poly * (-a * a).exp()
-    return neg._select(-e, e)
+    gauss = (-a * a).exp()
+    e = 1 - poly * gauss
+    return neg._select(-e, e), gauss
+
+
+def _erf_approximation(x: Tensor) -> Tensor:
+    return _erf_parts(x)[0]
+
+
+def _gelu_slope(x: Tensor) -> Tensor:
+    """d/dx gelu(x) = Phi(x) + x * phi(x); NaN at +-inf like PyTorch's (inf * 0)."""
+    erf, gauss = _erf_parts(x * (1 / math.sqrt(2)))
+    return 0.5 * (1 + erf) + x * gauss * (1 / math.sqrt(2 * math.pi))
