@@ -232,6 +232,18 @@ def test_render_contiguous_has_no_div_mod() -> None:
     assert View.contiguous((4, 64)).render_index(["i0", "i1"]) == ("(i0*64+i1)", "1")
 
 
+def test_split_dims_merge_back_in_index_expressions() -> None:
+    from fusegrad.codegen.symbolic import var
+    c, j, i = var("c", 2), var("j", 192), var("i", 10)
+    q = c * 2 + j // 32  # a row of 384 taken as 2 pieces of 192, read through a (3, 4, 32) view of it
+    assert (c * 128 + (q // 4) * 128 + (q % 4) * 32 + j % 32).render() == "(c*192+j)"
+    for x in range(10):  # the fold keeps values, and leaves non-matching coefficients alone
+        for e, want in [((i * 3 + 5) % 4 * 7 + (i * 3 + 5) // 4 * 28, (x * 3 + 5) * 7),
+                        ((i % 4) * 2 + (i // 4) * 4, (x % 4) * 2 + (x // 4) * 4)]:
+            assert eval(e.render().replace("/", "//"), {"i": x}) == want  # noqa: S307 - our own C arithmetic
+    assert "%" in ((i % 4) * 2 + (i // 4) * 4).render()
+
+
 def test_render_masked_and_negative() -> None:
     v = View.contiguous((3, 4)).flip((1,)).pad(((1, 0), (2, 1)))
     idx, valid = v.render_index(["a", "b"])

@@ -60,6 +60,12 @@ class Index:
         acc: dict[Atom, int] = dict(self.terms)
         for atom, c in other.terms:
             acc[atom] = acc.get(atom, 0) + c
+        for atom, c in acc.items():  # (e % m)*c + (e // m)*(c*m) is e*c: a view's split dims merged back
+            if isinstance(atom, DivMod) and atom.is_mod and c and atom.expr.bounds[0] >= 0:
+                quotient = DivMod(atom.expr, atom.divisor, False)
+                if acc.get(quotient) == c * atom.divisor:
+                    rest = tuple((a, k) for a, k in acc.items() if k and a != atom and a != quotient)
+                    return Index(rest, self.const + other.const) + atom.expr * c
         return Index(tuple((a, c) for a, c in acc.items() if c), self.const + other.const)
 
     __radd__ = __add__
