@@ -16,6 +16,7 @@ from ..runtime.device import canonical_device
 from . import grad_mode
 from .elementwise import ElementwiseMixin
 from .indexing import IndexingMixin
+from .inplace import InplaceMixin
 from .linalg import LinalgMixin
 from .movement import MovementMixin
 from .reduce import ReduceMixin
@@ -92,7 +93,7 @@ class device(str):  # noqa: N801 - torch.device's name
         return f"device(type={str(self)!r}{index})"
 
 
-class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, LinalgMixin):
+class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, LinalgMixin, InplaceMixin):
     """A multi-dimensional array that records how it was computed and computes only when asked.
 
     Operations build an immutable graph (checked for shape and dtype as it is built); `.realize()`, `.numpy()`,
@@ -424,76 +425,6 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
             t.grad = g if t.grad is None else (t.grad + g)
         if not create_graph and leaves:
             leaves[0][0].grad.realize(*[t.grad for t, _ in leaves[1:]])
-
-    # ---- in-place updates (rebinding: tensors that were read before keep the values they read) ----
-
-    def assign(self, value: Tensor | Scalar) -> Tensor:
-        """Replace this tensor's values (same shape and dtype), keeping its identity; returns self."""
-        value = value if isinstance(value, Tensor) else self._const(value)
-        if value.shape != self.shape:
-            value = value.expand(self.shape)
-        self._set_node(value.cast(self.dtype)._node)
-        return self
-
-    def _check_inplace(self) -> None:
-        if grad_mode.enabled() and self.requires_grad and self.is_leaf:
-            raise RuntimeError("a leaf tensor that requires grad is used in an in-place operation; wrap it in "
-                               "fg.no_grad() or use .data")
-
-    def _inplace(self, update: Any) -> Tensor:
-        """Rebind self to `update(old self)`; the old value lives on in a shadow so the tape has no cycle."""
-        self._check_inplace()
-        old = Tensor(self._node)
-        old.requires_grad, old._ctx = self.requires_grad, self._ctx
-        result = update(old)
-        if result.shape != self.shape:
-            raise shape_error(f"in-place op: result shape {result.shape} cannot be written into shape {self.shape}")
-        return self._become(result)
-
-    def __iadd__(self, other: Any) -> Tensor:
-        return self._inplace(lambda old: old + other)
-
-    def __isub__(self, other: Any) -> Tensor:
-        return self._inplace(lambda old: old - other)
-
-    def __imul__(self, other: Any) -> Tensor:
-        return self._inplace(lambda old: old * other)
-
-    def __itruediv__(self, other: Any) -> Tensor:
-        return self._inplace(lambda old: old / other)
-
-    def add_(self, other: Any, alpha: Scalar = 1) -> Tensor:
-        """In-place `self += alpha * other`."""
-        return self._inplace(lambda old: old.add(other, alpha=alpha))
-
-    def sub_(self, other: Any, alpha: Scalar = 1) -> Tensor:
-        """In-place `self -= alpha * other`."""
-        return self._inplace(lambda old: old.sub(other, alpha=alpha))
-
-    def mul_(self, other: Any) -> Tensor:
-        """In-place multiply."""
-        return self._inplace(lambda old: old * other)
-
-    def div_(self, other: Any) -> Tensor:
-        """In-place divide."""
-        return self._inplace(lambda old: old / other)
-
-    def zero_(self) -> Tensor:
-        """Fill with zeros in place."""
-        return self._inplace(lambda old: old._const(0))
-
-    def fill_(self, value: Scalar) -> Tensor:
-        """Fill with `value` in place."""
-        return self._inplace(lambda old: old._const(value) if not isinstance(value, Tensor)
-                             else value.to(old.device).cast(old.dtype).expand(old.shape))
-
-    def copy_(self, src: Tensor) -> Tensor:
-        """Copy `src` (broadcast, cast, moved to this device) into this tensor in place."""
-        return self._inplace(lambda old: src.to(self.device).cast(self.dtype).expand(self.shape))
-
-    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
-        """In-place clamp."""
-        return self._inplace(lambda old: old.clamp(min, max))
 
 
 class _DataAlias(Tensor):
