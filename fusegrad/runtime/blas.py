@@ -128,21 +128,46 @@ def blas_layout(rows: int, cols: int, s_rows: int, s_cols: int) -> tuple[int, in
     return None
 
 
-_GEMM_ARGS = [ctypes.c_int] * 3 + [ctypes.c_int64] * 3
-_GEMM_PROTOTYPES = {np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
+# one ctypes call per product, however many batch matrices: a Python call per matrix costs more than small ones
+BATCHED_SOURCE = """#include <stdint.h>
+#define FG_BATCHED(name, T) \\
+typedef void (*name##_t)(int, int, int, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*, \\
+                         int64_t); \\
+void name(void* gemm, int ta, int tb, int64_t m, int64_t n, int64_t k, const char* a, int64_t lda, const char* b, \\
+          int64_t ldb, char* c, const int64_t* offsets, int64_t count) { \\
+  for (int64_t i = 0; i < count; i++) \\
+    ((name##_t)gemm)(101, ta, tb, m, n, k, 1, (const T*)(a + offsets[3 * i]), lda, (const T*)(b + offsets[3 * i + 1]), \\
+                     ldb, 0, (T*)(c + offsets[3 * i + 2]), n); \\
+}
+FG_BATCHED(fg_gemm_batched_f32, float)
+FG_BATCHED(fg_gemm_batched_f64, double)
+"""
+BATCHED = {np.dtype(np.float32): "fg_gemm_batched_f32", np.dtype(np.float64): "fg_gemm_batched_f64"}
 
 
 @functools.cache
-def _gemm_function(address: int, dtype: np.dtype) -> Callable[..., None]:
-    scalar, ptr, i64 = _GEMM_PROTOTYPES[dtype], ctypes.c_void_p, ctypes.c_int64
-    proto = ctypes.CFUNCTYPE(None, *_GEMM_ARGS, scalar, ptr, i64, ptr, i64, scalar, ptr, i64)
-    return proto(address)
+def _batched() -> ctypes.CDLL:
+    from .compiler import compile_library
+    lib = compile_library(BATCHED_SOURCE, list(BATCHED.values()))
+    for name in BATCHED.values():
+        fn = getattr(lib, name)
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int] + [ctypes.c_int64] * 3 + \
+            [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+             ctypes.c_int64]
+    return lib
+
+
+def _byte_offsets(shape: tuple[int, ...], *arrays: np.ndarray) -> np.ndarray:
+    """(count, len(arrays)) byte offsets of every batch matrix of each array, row-major over `shape`."""
+    grid = np.indices(shape, dtype=np.int64).reshape(len(shape), -1) if shape else np.zeros((0, 1), np.int64)
+    return np.stack([np.asarray(x.strides[:len(shape)], np.int64) @ grid for x in arrays], axis=1)
 
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = a @ b (batch dims already broadcast alike, out contiguous) with the BLAS compiled steps call, so eager
     and replayed products round alike; numpy.matmul where that BLAS is NumPy's own or can't read the operands."""
-    address = cblas_gemm(float32 if out.dtype == np.float32 else float64) if out.dtype in _GEMM_PROTOTYPES else None
+    address = cblas_gemm(float32 if out.dtype == np.float32 else float64) if out.dtype in BATCHED else None
     if blas_library() in (None, "openblas") or address is None or not a.shape[:-2] == b.shape[:-2] == out.shape[:-2]:
         return np.matmul(a, b, out=out)
     *_, m, k = a.shape
@@ -152,9 +177,7 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     lb = blas_layout(k, n, b.strides[-2] // item, b.strides[-1] // item)
     if la is None or lb is None or any(s % item for s in a.strides + b.strides) or out.size == 0 or k == 0:
         return np.matmul(a, b, out=out)
-    gemm = _gemm_function(address, out.dtype)
-    pa, pb, pc = (x.__array_interface__["data"][0] for x in (a, b, out))
-    for index in np.ndindex(*out.shape[:-2]):  # batch matrices by pointer arithmetic: no views, no copies
-        ia, ib, ic = (sum(i * s for i, s in zip(index, x.strides)) for x in (a, b, out))
-        gemm(ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa + ia, la[1], pb + ib, lb[1], 0.0, pc + ic, n)
+    offsets = np.ascontiguousarray(_byte_offsets(out.shape[:-2], a, b, out))
+    getattr(_batched(), BATCHED[out.dtype])(address, la[0], lb[0], m, n, k, a.ctypes.data, la[1], b.ctypes.data,
+                                            lb[1], out.ctypes.data, offsets.ctypes.data, len(offsets))
     return out
