@@ -136,8 +136,8 @@ typedef void (*name##_t)(int, int, int, int64_t, int64_t, int64_t, T, const T*, 
 void name(void* gemm, int ta, int tb, int64_t m, int64_t n, int64_t k, const char* a, int64_t lda, const char* b, \\
           int64_t ldb, char* c, const int64_t* offsets, int64_t count) { \\
   for (int64_t i = 0; i < count; i++) \\
-    ((name##_t)gemm)(101, ta, tb, m, n, k, 1, (const T*)(a + offsets[3 * i]), lda, (const T*)(b + offsets[3 * i + 1]), \\
-                     ldb, 0, (T*)(c + offsets[3 * i + 2]), n); \\
+    ((name##_t)gemm)(101, ta, tb, m, n, k, 1, (const T*)(a + offsets[3 * i]), lda, \\
+                     (const T*)(b + offsets[3 * i + 1]), ldb, 0, (T*)(c + offsets[3 * i + 2]), n); \\
 }
 FG_BATCHED(fg_gemm_batched_f32, float)
 FG_BATCHED(fg_gemm_batched_f64, double)
