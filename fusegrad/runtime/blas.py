@@ -91,9 +91,9 @@ def blas_library() -> str | None:
     return choice
 
 
-def _address(names: tuple[str, ...]) -> int | None:
-    name = blas_library()
-    lib = _load(name) if name else None
+@functools.cache
+def _address(name: str, names: tuple[str, ...]) -> int | None:
+    lib = _load(name)
     for symbol in names if lib is not None else ():
         if hasattr(lib, symbol):
             return ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
@@ -104,14 +104,14 @@ def cblas_gemm(dtype: DType) -> int | None:
     """Address of `cblas_?gemm` with 64-bit integer arguments for float32/float64, or None where there is none
     (the compiled step then multiplies with a plain loop nest)."""
     name = blas_library()
-    return _address(LIBRARIES[name].gemm.get(dtype, ())) if name else None
+    return _address(name, LIBRARIES[name].gemm.get(dtype, ())) if name else None
 
 
 def blas_threads_setter() -> int | None:
     """Address of the BLAS's per-thread thread count setter (`int f(int)`, 0 = the default), or None. Small
     products run on one thread: waking BLAS threads costs more than they save there."""
     name = blas_library()
-    return _address((LIBRARIES[name].threads_local,)) if name else None
+    return _address(name, (LIBRARIES[name].threads_local,)) if name else None
 
 
 def blas_layout(rows: int, cols: int, s_rows: int, s_cols: int) -> tuple[int, int] | None:
@@ -167,17 +167,19 @@ def _byte_offsets(shape: tuple[int, ...], *arrays: np.ndarray) -> np.ndarray:
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = a @ b (batch dims already broadcast alike, out contiguous) with the BLAS compiled steps call, so eager
     and replayed products round alike; numpy.matmul where that BLAS is NumPy's own or can't read the operands."""
-    address = cblas_gemm(float32 if out.dtype == np.float32 else float64) if out.dtype in BATCHED else None
-    if blas_library() in (None, "openblas") or address is None or not a.shape[:-2] == b.shape[:-2] == out.shape[:-2]:
-        return np.matmul(a, b, out=out)
+    name = blas_library()
+    if name in (None, "openblas") or out.dtype not in BATCHED or not a.shape[:-2] == b.shape[:-2] == out.shape[:-2]:
+        return np.matmul(a, b, out=out)  # NumPy's own matmul is OpenBLAS already
     *_, m, k = a.shape
     n = b.shape[-1]
     item = a.itemsize
     la = blas_layout(m, k, a.strides[-2] // item, a.strides[-1] // item)
     lb = blas_layout(k, n, b.strides[-2] // item, b.strides[-1] // item)
-    if la is None or lb is None or any(s % item for s in a.strides + b.strides) or out.size == 0 or k == 0:
+    address = _address(name, LIBRARIES[name].gemm[float32 if out.dtype == np.float32 else float64])
+    if la is None or lb is None or address is None or any(s % item for s in a.strides + b.strides) or \
+            out.size == 0 or k == 0:
         return np.matmul(a, b, out=out)
-    offsets = np.ascontiguousarray(_byte_offsets(out.shape[:-2], a, b, out))
+    offsets = _byte_offsets(out.shape[:-2], a, b, out)
     getattr(_batched(), BATCHED[out.dtype])(address, la[0], lb[0], m, n, k, a.ctypes.data, la[1], b.ctypes.data,
                                             lb[1], out.ctypes.data, offsets.ctypes.data, len(offsets))
     return out
