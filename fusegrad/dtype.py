@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=False)
 class DType:
-    """A tensor element type: its name, NumPy twin and promotion category."""
+    """A tensor element type: its name, NumPy twin and promotion category. The seven below are the only instances,
+    so equality is identity (every op compares dtypes; a field-by-field __eq__ was a tenth of building a node)."""
 
     name: str
     np: type
@@ -27,6 +29,12 @@ class DType:
 
     def __repr__(self) -> str:
         return f"fusegrad.{self.name}"
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return to_dtype, (self.name,)  # copies and deep copies (of modules) keep the one instance
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DType:
+        return self
 
 
 bool_ = DType("bool", np.bool_, 1, 0)

@@ -45,6 +45,8 @@ class Op(Enum):
     # data
     CONST = auto(); LOAD = auto(); RAND = auto(); GATHER = auto(); ASSIGN = auto(); COPY = auto()  # noqa: E702
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash runs Python code on every table lookup
+
 
 UNARY = {Op.NEG, Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP}
 BINARY = {Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.IDIV, Op.MOD}

@@ -384,7 +384,7 @@ ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu-fn": (nn.functional.silu, T
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_encoder_layer_norm_orders_and_activations(device: str, norm_first: bool, activation: str) -> None:
     f, t = _encoder_pair(ACTIVATIONS[activation], norm_first=norm_first)
-    atol = 1e-6 if activation in ("gelu", "gelu-module") else ATOL  # fusegrad's erf is a 1.5e-7 approximation
+    atol = 1e-6 if activation in ("gelu", "gelu-module") else ATOL  # fusegrad's erf is a 5e-7 approximation
     _check(f, t, _encoder_call({}), {"src": randn(5, 2, 8, seed=1)}, device, grad_inputs=("src",), atol=atol)
 
 

@@ -284,7 +284,7 @@ def test_second_derivative_of_gelu(device: str) -> None:
     fx, tx = pair(randn(7, seed=17), device)
     (fg1,) = fg.grad(fg.nn.functional.gelu(fx).sum(), fx, create_graph=True)
     (tg1,) = torch.autograd.grad(torch.nn.functional.gelu(tx).sum(), tx, create_graph=True)
-    assert_close(fg1, tg1, 1e-6, 1e-6)  # the erf value is an approximation (error < 1.5e-7), its derivative is not
+    assert_close(fg1, tg1, 1e-6, 1e-6)  # the erf value is an approximation (error < 5e-7), its derivative is not
     (fg2,) = fg.grad((fg1 * fx).sum(), fx)
     (tg2,) = torch.autograd.grad((tg1 * tx).sum(), tx)
     assert_close(fg2, tg2, 1e-6, 1e-6)

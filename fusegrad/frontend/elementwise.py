@@ -22,6 +22,8 @@ Scalar = bool | int | float
 
 def broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     """NumPy/PyTorch broadcasting of shapes, or a ShapeError naming every shape and the failing dim."""
+    if all(s == shapes[0] for s in shapes[1:]):
+        return tuple(shapes[0]) if shapes else ()
     ndim = max((len(s) for s in shapes), default=0)
     padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
     out = []
@@ -41,13 +43,16 @@ def _is_scalar(x: Any) -> bool:
 def promote(items: list[Any], op: str, like: Tensor, dtype: dt.DType | None = None) -> list[Tensor]:
     """Tensors and scalars promoted to one dtype (PyTorch's rules) and broadcast to one shape; `like` makes consts."""
     from .tensor import Tensor
-    for x in items:
-        if not isinstance(x, Tensor) and not _is_scalar(x):
-            raise TypeError(f"{op}: unsupported operand type {type(x).__name__}")
     tensors = [x for x in items if isinstance(x, Tensor)]
+    if len(tensors) < len(items) and not all(isinstance(x, Tensor) or _is_scalar(x) for x in items):
+        raise TypeError(f"{op}: unsupported operand type {next(type(x).__name__ for x in items if not _is_scalar(x))}")
     if dtype is None:
-        dtype = dt.result_type(*[(x.dtype, 0 if x.ndim else 1) if isinstance(x, Tensor) else (dt.scalar_dtype(x), 2)
-                                 for x in items])
+        first = tensors[0].dtype if tensors else None
+        if len(tensors) == len(items) and all(x.dtype is first for x in tensors):
+            dtype = first  # tensors of one dtype: nothing to promote
+        else:
+            dtype = dt.result_type(*[(x.dtype, 0 if x.ndim else 1) if isinstance(x, Tensor) else
+                                     (dt.scalar_dtype(x), 2) for x in items])
     shape = broadcast_shape(op, *[x.shape for x in tensors])
     devices = {x.device for x in tensors if x.ndim} or {like.device}
     if len(devices) > 1:
@@ -55,8 +60,9 @@ def promote(items: list[Any], op: str, like: Tensor, dtype: dt.DType | None = No
     device = devices.pop()  # 0-d tensors elsewhere act as scalars and move, as in PyTorch
     items = [x.to(device) if isinstance(x, Tensor) and x.device != device else x for x in items]
     like = next((x for x in items if isinstance(x, Tensor)), like) if like.device != device else like
-    return [(x if isinstance(x, Tensor) else like._const(_scalar_value(x, dtype), (), dtype))
-            .cast(dtype)._broadcast_to(shape) for x in items]
+    # a scalar becomes a constant of the broadcast shape directly (one node, not a 0-d constant reshaped and expanded)
+    return [x.cast(dtype)._broadcast_to(shape) if isinstance(x, Tensor) else
+            like._const(_scalar_value(x, dtype), shape, dtype) for x in items]
 
 
 def _scalar_value(x: Any, dtype: dt.DType) -> Scalar:
