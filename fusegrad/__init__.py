@@ -52,7 +52,7 @@ from .jit import JitError, jit  # noqa: E402,F401 - whole-step capture and repla
 def schedule(*tensors: Tensor) -> list:
     """The kernels that would compute these tensors now (ScheduleItems, inputs first); computes nothing."""
     from .schedule import schedule_kernels
-    return schedule_kernels([t._node for t in tensors])
+    return schedule_kernels([t._node for t in tensors], row_kernels={t.device for t in tensors} == {"cpu"})
 
 
 def realize(*tensors: Tensor) -> None:

@@ -24,9 +24,12 @@ class ScheduleItem:
     kind: str  # "kernel" (fused loop nest), "matmul" (BLAS-style library call), "view" (same memory, new shape)
     inputs: list[Node] = field(default_factory=list)
     offset: int = 0  # a view's first element in its base buffer (in elements)
+    rows: list[Node] = field(default_factory=list)  # reductions a row kernel computes per row first (`_row_groups`)
 
     def __repr__(self) -> str:
-        return f"<{self.kind} {self.out.op.name} {self.out.shape} {self.out.dtype.name} reads {len(self.inputs)}>"
+        rows = f" with {len(self.rows)} row reductions" if self.rows else ""
+        return (f"<{self.kind} {self.out.op.name} {self.out.shape} {self.out.dtype.name} reads {len(self.inputs)}"
+                f"{rows}>")
 
 
 def strided_view(node: Node) -> tuple[Node, View] | None:
@@ -265,12 +268,124 @@ def kernel_inputs(node: Node, is_boundary: set[int] | None = None) -> list[Node]
     return found
 
 
-def schedule_kernels(roots: list[Node]) -> list[ScheduleItem]:
-    """The kernels that compute `roots` (unrealized ones only), in an order where inputs come first."""
+ROW_MAX = 1 << 16  # elements of a row: a row kernel's passes over it read it from cache, not memory
+ROW_MIN_ROWS = 16  # rows needed to keep the threads busy (a sum over everything is one row, on one thread)
+
+
+def _row_axes(head: Node, r: Node) -> frozenset[int] | None:
+    """The axes reduction `r` reduces, if a row kernel computing `head` can compute it per row: r reduces
+    head's iteration shape over axes that include the contiguous one, in rows that fit in cache."""
+    shape = r.srcs[0].shape
+    if (head.srcs[0].shape if head.op in REDUCE else head.shape) != shape or 0 in shape:
+        return None
+    if head.op not in REDUCE and head.op not in ELEMENTWISE:
+        return None
+    axes = frozenset(d for d in r.arg if shape[d] != 1)
+    if head.op in REDUCE and axes != frozenset(d for d in head.arg if shape[d] != 1):
+        return None
+    real = [d for d, n in enumerate(shape) if n != 1]
+    row = prod(tuple(shape[d] for d in axes))
+    if not axes or real[-1] not in axes or row > ROW_MAX or prod(shape) // row < ROW_MIN_ROWS:
+        return None
+    return axes
+
+
+def _reaches(start: Node, members: set[int], boundary: set[int], seen: set[int]) -> bool:
+    """Whether the subgraph a kernel inlines below `start` reads one of `members`."""
+    stack = [start]
+    while stack:
+        n = stack.pop()
+        if n.realized or id(n) in seen:
+            continue
+        seen.add(id(n))
+        if id(n) in members:
+            return True
+        if id(n) not in boundary:
+            stack.extend(n.srcs)
+    return False
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(s for s in shape if s != 1)
+
+
+def _rows_flow(head: Node, members: list[Node], boundary: set[int]) -> bool:
+    """Whether every read of a member is at the row the kernel is computing: through elementwise ops of the row
+    shape (and reshapes that only add or drop size-1 dims) and one EXPAND back to the full shape. Any other
+    movement between a member and its reader could index another row."""
+    ids = {id(m) for m in members}
+    full = head.srcs[0] if head.op in REDUCE else head
+    shape = full.shape
+    axes = set(members[0].arg)
+    row = tuple(1 if d in axes else n for d, n in enumerate(shape))
+    stack = [(full, True)] + [(m.srcs[0], True) for m in members]
+    seen: set[tuple[int, bool]] = set()
+    opaque: set[int] = set()
+    while stack:
+        n, at_full = stack.pop()
+        if n.realized or (id(n), at_full) in seen:
+            continue
+        seen.add((id(n), at_full))
+        if id(n) in ids:
+            if at_full:
+                return False
+            continue
+        if id(n) in boundary and n is not full:
+            continue
+        if n.op in ELEMENTWISE:
+            stack.extend((s, at_full) for s in n.srcs)
+        elif at_full and n.op is Op.EXPAND and n.srcs[0].shape == row:
+            stack.append((n.srcs[0], False))
+        elif not at_full and n.op is Op.RESHAPE and _squeezed(n.srcs[0].shape) == _squeezed(row):
+            stack.append((n.srcs[0], False))
+        elif _reaches(n, ids, boundary, opaque):
+            return False
+    return True
+
+
+def _row_groups(order: list[Node], roots: list[Node], boundary: set[int]) -> dict[int, list[Node]]:
+    """Row kernels: a kernel whose reads of reductions are all per row of its own shape computes those reductions
+    itself, row by row, before its elements (softmax: the max, the sum of exps, then the outputs; layer norm: the
+    mean, the variance, then the outputs), so the input is read from memory once instead of once per kernel.
+    Returns the reductions each such kernel's output computes, dependencies first; they are no longer buffers."""
+    kernels = [n for n in order if not n.realized and id(n) in boundary]
+    if not any(n.op in REDUCE for n in kernels[:-1]):
+        return {}
+    readers: dict[int, list[Node]] = {}
+    for k in kernels:
+        for i in kernel_inputs(k, boundary):
+            readers.setdefault(id(i), []).append(k)
+    owner: dict[int, Node] = {}
+    groups: dict[int, list[Node]] = {}
+    axes: dict[int, frozenset[int]] = {}
+    is_root = {id(r) for r in roots}
+    for n in reversed(kernels):
+        if n.op not in REDUCE or id(n) in is_root or not readers.get(id(n)):
+            continue
+        heads = {id(owner.get(id(k), k)): owner.get(id(k), k) for k in readers[id(n)]}
+        if len(heads) != 1:
+            continue
+        (head,) = heads.values()
+        a = _row_axes(head, n)
+        if a is None or axes.setdefault(id(head), a) != a:
+            continue
+        owner[id(n)] = head
+        groups.setdefault(id(head), []).append(n)
+    heads = {id(n): n for n in kernels}
+    return {h: members[::-1] for h, members in groups.items()
+            if _rows_flow(heads[h], members, boundary - {id(m) for m in members})}
+
+
+def schedule_kernels(roots: list[Node], row_kernels: bool = False) -> list[ScheduleItem]:
+    """The kernels that compute `roots` (unrealized ones only), in an order where inputs come first. With
+    `row_kernels` (the cpu device), a kernel may compute reductions of its rows itself (`_row_groups`)."""
     roots = [r for r in roots if not r.realized]
     order = toposort(roots)
     boundary = _boundaries(order, roots)
     boundary |= _shared_work(order, boundary)
+    groups = _row_groups(order, roots, boundary) if row_kernels else {}
+    for members in groups.values():
+        boundary -= {id(m) for m in members}
     items = []
     for n in order:
         if n.realized or id(n) not in boundary:
@@ -281,5 +396,5 @@ def schedule_kernels(roots: list[Node]) -> list[ScheduleItem]:
         elif n.op is Op.MATMUL:
             items.append(ScheduleItem(n, "matmul", [s for s in n.srcs]))
         else:
-            items.append(ScheduleItem(n, "kernel", kernel_inputs(n, boundary)))
+            items.append(ScheduleItem(n, "kernel", kernel_inputs(n, boundary), rows=groups.get(id(n), [])))
     return items

@@ -70,6 +70,8 @@ class _Lowerer:
         self.inputs, self.slots = inputs, slots
         self.stmts: list[ir.Stmt] = []
         self.memo: dict[tuple, ir.Value] = {}
+        self.rows: dict[int, ir.Value] = {}  # a row kernel's reductions, computed before the loops that read them
+        self.stored: set[int] = set()  # nodes a row kernel's earlier pass stored into `out` at the index they take
         self.count = 0
         self.uses_error_flag = False
         self.gathers: list[tuple[int, int]] = []
@@ -98,6 +100,14 @@ class _Lowerer:
                 stack.append(x.position)
         return found
 
+    def reads(self, n: Node, idx: Idx, target: Node) -> set[tuple[Idx, Cond]]:
+        """The (index, condition) pairs at which computing `n` at `idx` reads `target`, keeping no statements."""
+        state = self.count, self.uses_error_flag, len(self.gathers)
+        self.body(n, idx)
+        self.count, self.uses_error_flag = state[0], state[1]
+        del self.gathers[state[2]:]
+        return {(k[1], k[2]) for k in self.memo if k[0] == id(target)}
+
     def let(self, value: ir.Value) -> ir.Value:
         if isinstance(value, (ir.Ref, ir.Const)):
             return value
@@ -115,6 +125,10 @@ class _Lowerer:
     def _value(self, n: Node, idx: Idx, cond: Cond) -> ir.Value:
         if cond.never:
             return ir.Const(0, n.dtype)
+        if id(n) in self.rows:  # the schedule checked that every read is at the row being computed
+            return self.rows[id(n)]
+        if id(n) in self.stored:
+            return self.let(ir.Load("out", linearize(idx, n.shape), cond, n.dtype))
         if id(n) in self.inputs:
             return self.let(ir.Load(self.inputs[id(n)], linearize(idx, n.shape), cond, n.dtype))
         if n.op is Op.CONST:
@@ -416,6 +430,57 @@ def _row_reduction(low: _Lowerer, out: Node, parallel: bool) -> list[ir.Stmt] | 
     return body
 
 
+def _kept_operand(low: _Lowerer, root: Node, rows: list[Node], full: Idx) -> Node | None:
+    """The last row reduction's operand, if the output pass reads it only at the element it writes: the reduction's
+    pass then stores it into `out` and the output pass reads it back instead of recomputing it (softmax's exps)."""
+    operand = rows[-1].srcs[0]
+    if root.op in REDUCE or operand.shape != root.shape or operand.dtype != root.dtype or operand.op not in ELEMENTWISE:
+        return None
+    low.rows = {id(r): ir.Const(0, r.dtype) for r in rows}  # stand-ins: the reductions are not computed yet
+    found = low.reads(root, full, operand)
+    low.rows = {}
+    return operand if found == {(full, Cond())} else None
+
+
+def _row_kernel(low: _Lowerer, out: Node, rows: list[Node]) -> list[ir.Stmt]:
+    """Loops over the rows; in each, one pass per reduction of `rows` into an accumulator, rounded to the
+    reduction's dtype as its buffer would be, then the pass computing the row's outputs (or its own reduction)."""
+    root = out.srcs[0] if out.op in REDUCE else out
+    axes = set(rows[0].arg)
+    nest = _Nest(low, root, False)
+    outer = [_Dim(d, s, "i") for d, s in enumerate(root.shape) if s != 1 and d not in axes]
+    inner = [_Dim(d, s, "r") for d, s in enumerate(root.shape) if s != 1 and d in axes]
+
+    def passes(idx: dict[int, Index], split: bool) -> list[ir.Stmt]:
+        stmts: list[ir.Stmt] = []
+        keep = _kept_operand(low, root, rows, nest.full({**idx, **{d.axis: var(d.name, d.size) for d in inner}}))
+        for k, r in enumerate([*rows, out] if out.op in REDUCE else rows):
+            acc = ir.Ref(f"row{k}", r.dtype)
+
+            def accumulate(idx: dict[int, Index], split: bool, r: Node = r, acc: ir.Ref = acc) -> list[ir.Stmt]:
+                body, v = low.body(r.srcs[0], nest.full(idx))
+                kept = [ir.Store("out", linearize(nest.full(idx), root.shape), v)] if r.srcs[0] is keep else []
+                return [*body, ir.Accumulate(acc, r.op, v), *kept]
+
+            stmts += [ir.DeclareAcc(acc, r.op), *nest.build(inner, [], idx, accumulate, True, False),
+                      ir.FinishAcc(acc, r.op)]
+            if r is out:
+                at = tuple(const(0) if d in axes else i for d, i in enumerate(nest.full(idx)))
+                return [*stmts, ir.Store("out", linearize(at, out.shape), acc)]
+            low.rows[id(r)] = ir.Ref(f"row{k}_v", r.dtype)
+            stmts.append(ir.Let(f"row{k}_v", ir.Apply(Op.CAST, (acc,), r.dtype)))
+
+        def store(idx: dict[int, Index], split: bool) -> list[ir.Stmt]:
+            body, v = low.body(root, nest.full(idx))
+            return [*body, ir.Store("out", linearize(nest.full(idx), root.shape), v)]
+
+        if keep is not None:
+            low.stored.add(id(keep))
+        return stmts + nest.build(inner, [], idx, store, False, False)
+
+    return nest.build(outer, inner, {}, passes, False, False)
+
+
 def lower(item: ScheduleItem, name: str, options: Options = PORTABLE) -> ir.Kernel:
     """The loop IR of a kernel item: loops over the output, inner loops for a reduction, a store per element.
 
@@ -433,8 +498,10 @@ def lower(item: ScheduleItem, name: str, options: Options = PORTABLE) -> ir.Kern
     root = out.srcs[0] if reduce else _loop_root(out, inputs)
     parallel = prod(root.shape) >= PARALLEL_MIN_WORK
     nest = _Nest(low, root, options.split_loops)
-    body = _row_reduction(low, out, parallel) if reduce and options.row_accumulators else None
-    if body is None and reduce:
+    body = _row_reduction(low, out, parallel) if reduce and options.row_accumulators and not item.rows else None
+    if item.rows:
+        body = _row_kernel(low, out, item.rows)
+    elif body is None and reduce:
         axes = set(out.arg)
         dims = [_Dim(d, s, "i") for d, s in enumerate(root.shape) if s != 1 and d not in axes]
         reduced = [_Dim(d, s, "r") for d, s in enumerate(root.shape) if s != 1 and d in axes]

@@ -95,7 +95,7 @@ class CpuProgram:
         for n in roots + self.inputs:
             if n.op in (Op.COPY, Op.ASSIGN) and n.buffer is None:
                 raise UnsupportedStepError(f"{n.op.name} inside a captured step")
-        self.items = schedule_kernels(roots)
+        self.items = schedule_kernels(roots, row_kernels=True)
         self.kernels: dict[int, ir.Kernel] = {}  # item index -> lowered kernel
         self.where: dict[int, tuple[str, int, int]] = {}  # id(node) -> (memory kind, index, byte offset)
         self.alias: dict[int, int] = {}  # id(view result) -> id(the node whose memory it shares)

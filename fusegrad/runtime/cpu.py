@@ -147,7 +147,7 @@ class CpuDevice(Device):
             for n in nodes:
                 n.buffer.device = self.name
             return
-        items = schedule_kernels(nodes)
+        items = schedule_kernels(nodes, row_kernels=True)
         launches = [self._prepare(item) for item in items]
         fresh = [k.compiled for k in launches if k is not None and k.fn is None]
         if fresh:
@@ -184,7 +184,8 @@ class CpuDevice(Device):
             return None
         value = item.out.srcs[1] if item.out.op is Op.ASSIGN else item.out
         if value is not item.out:  # ASSIGN: compute the value, then copy it into the target buffer
-            item = ScheduleItem(value, "kernel", kernel_inputs(value, {id(n) for n in item.inputs}))
+            item = ScheduleItem(value, "kernel", kernel_inputs(value, {id(n) for n in item.inputs}),
+                                rows=item.rows)
         key, leaves = kernel_signature(item)
         compiled = _KERNELS.get(key)
         if compiled is None:

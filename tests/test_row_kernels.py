@@ -1,0 +1,120 @@
+"""Row kernels of the `cpu` device: a kernel that reads reductions of its own rows computes them itself, row by
+row (softmax, layer norm), and must give the numpy device's answers wherever the rows may or may not be fused."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+import fusegrad as fg
+from fusegrad import nn
+from fusegrad.runtime import compiler
+
+pytestmark = pytest.mark.skipif(compiler.find_compiler() is None, reason="no C compiler on this machine")
+
+
+def _data(*shape: int, seed: int = 0, dtype: type = np.float32) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def _on_both(fn: Callable[..., fg.Tensor], *arrays: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
+    """(the cpu schedule, the cpu result, the numpy device's result) of fn on the same inputs."""
+    cpu = fn(*[fg.tensor(a, device="cpu") for a in arrays])
+    ref = fn(*[fg.tensor(a, device="numpy") for a in arrays])
+    return fg.schedule(cpu), cpu.numpy(), ref.numpy()
+
+
+def _rows(items: list) -> list[int]:
+    return [len(i.rows) for i in items if i.kind != "view"]
+
+
+FUSED = {  # (function, input shape, row reductions computed by the single kernel)
+    "softmax": (lambda x: x.softmax(-1), (64, 100), 2),
+    "log_softmax": (lambda x: x.log_softmax(-1), (64, 100), 2),
+    "softmax_4d": (lambda x: x.softmax(-1), (2, 3, 17, 33), 2),
+    "layer_norm": (lambda x: nn.functional.layer_norm(x, (48,)), (40, 48), 2),
+    "layer_norm_2_axes": (lambda x: nn.functional.layer_norm(x, (6, 8)), (32, 6, 8), 2),
+    "centered": (lambda x: x - x.mean(-1, keepdim=True), (64, 20), 1),
+    "squeezed_and_back": (lambda x: x / x.sum(-1)[:, None], (64, 20), 1),
+    # the exps are stored by the sum's pass only where the output pass reads each at the element it writes
+    "exps_read_flipped": (lambda x: (lambda e: e.flip(-1) / e.sum(-1, keepdim=True) + e)(x.exp()), (64, 20), 1),
+    "max_then_sum_owner": (lambda x: (x - x.max(-1, keepdim=True).values).square().sum(-1), (64, 20), 1),
+}
+
+
+@pytest.mark.parametrize("name", list(FUSED))
+def test_row_reductions_fuse_into_one_kernel_and_match_numpy(name: str) -> None:
+    fn, shape, rows = FUSED[name]
+    items, got, want = _on_both(fn, _data(*shape, seed=1))
+    assert _rows(items) == [rows], items
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+NOT_FUSED = {  # reads of a reduction that are not at the row being computed, or rows that would not pay
+    "other_row": lambda x: x - x.sum(-1, keepdim=True).flip(0),
+    "transposed": lambda x: x - x.sum(-1, keepdim=True).T,
+    "over_dim_0": lambda x: x.softmax(0),
+    "one_row": lambda x: x.reshape(-1) / x.sum(),
+}
+
+
+@pytest.mark.parametrize("name", list(NOT_FUSED))
+def test_reductions_read_elsewhere_stay_buffers(name: str) -> None:
+    items, got, want = _on_both(NOT_FUSED[name], _data(64, 64, seed=2))
+    assert all(n == 0 for n in _rows(items)), items
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_reduction_another_kernel_reads_stays_a_buffer() -> None:
+    x = fg.tensor(_data(64, 32, seed=3), device="cpu")
+    m = x.max(-1, keepdim=True).values
+    y, z = (x - m).exp(), m * 2
+    items = fg.schedule(y, z)
+    assert sum(i.out.op.name == "REDUCE_MAX" for i in items) == 1  # m is computed once, for both readers
+    np.testing.assert_allclose(y.numpy(), np.exp(x.numpy() - x.numpy().max(-1, keepdims=True)), rtol=1e-6)
+    np.testing.assert_allclose(z.numpy(), 2 * x.numpy().max(-1, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64])
+def test_row_kernels_keep_each_dtype(dtype: type) -> None:
+    data = (_data(32, 24, seed=4) * 4).astype(dtype)
+    fn = (lambda x: x - x.sum(-1, keepdim=True)) if dtype == np.int64 else (lambda x: x.softmax(-1))
+    items, got, want = _on_both(fn, data)
+    assert _rows(items) == [1 if dtype == np.int64 else 2]
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=2e-3 if dtype == np.float16 else 1e-12)
+
+
+def test_nan_inf_and_fully_masked_rows() -> None:
+    x = _data(16, 40, seed=5)
+    x[1, 3] = np.nan
+    x[2, :] = -np.inf  # a fully masked row: softmax is NaN there, as in torch
+    x[3, 7] = np.inf
+    x[4, ::2] = -np.inf
+    items, got, want = _on_both(lambda t: t.softmax(-1), x)
+    assert _rows(items) == [2]
+    np.testing.assert_allclose(got, want, equal_nan=True, rtol=1e-6)
+    np.testing.assert_allclose(got, torch.from_numpy(x).softmax(-1).numpy(), equal_nan=True, rtol=1e-6)
+
+
+def test_softmax_and_layer_norm_training_step_match_torch() -> None:
+    """Forward and backward, where the backward's row sums (softmax's and layer norm's) fuse too."""
+    x, w, b = _data(24, 32, seed=6), _data(32, seed=7), _data(32, seed=8)
+    g = _data(24, 32, seed=9)
+    fx, fw, fb = (fg.tensor(a, device="cpu", requires_grad=True) for a in (x, w, b))
+    y = nn.functional.layer_norm(fx, (32,), fw, fb).softmax(-1)
+    grads = fg.grad(y, [fx, fw, fb], fg.tensor(g, device="cpu"))
+    assert any(i.rows for i in fg.schedule(*grads))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.layer_norm(tx, (32,), tw, tb).softmax(-1)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads, (tx.grad, tw.grad, tb.grad)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_rows_too_long_for_cache_stay_separate_passes() -> None:
+    x = fg.tensor(_data(16, 1 << 17, seed=10), device="cpu")
+    assert all(not i.rows for i in fg.schedule(x.softmax(-1)))
