@@ -269,6 +269,7 @@ def kernel_inputs(node: Node, is_boundary: set[int] | None = None) -> list[Node]
 
 
 ROW_MAX = 1 << 16  # elements of a row: a row kernel's passes over it read it from cache, not memory
+ROW_MIN = 32  # shorter rows (a pooling window, ten logits) run faster as whole-tensor kernels that vectorize
 ROW_MIN_ROWS = 16  # rows needed to keep the threads busy (a sum over everything is one row, on one thread)
 
 
@@ -285,7 +286,7 @@ def _row_axes(head: Node, r: Node) -> frozenset[int] | None:
         return None
     real = [d for d, n in enumerate(shape) if n != 1]
     row = prod(tuple(shape[d] for d in axes))
-    if not axes or real[-1] not in axes or row > ROW_MAX or prod(shape) // row < ROW_MIN_ROWS:
+    if not axes or real[-1] not in axes or not ROW_MIN <= row <= ROW_MAX or prod(shape) // row < ROW_MIN_ROWS:
         return None
     return axes
 
