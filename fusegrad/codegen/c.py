@@ -279,10 +279,13 @@ def render_c(kernel: ir.Kernel) -> str:
             params.append(f"{const}{C_TYPES[p.dtype]}* restrict {p.name}")
     if kernel.args:
         params.append("const fg_arg* restrict args")
-    names = [p.rsplit("*", 1)[1].replace("restrict ", "").strip() for p in params]
+    locals_ = [s for s in kernel.body if isinstance(s, ir.Local)]  # arrays the parallel loops fill: helpers take them
+    outlined = params + [f"{C_TYPES[s.dtype]}* restrict {s.name}" for s in locals_]
+    names = [p.rsplit("*", 1)[1].replace("restrict ", "").strip() for p in outlined]
     helpers, body, inline = [], [], []
-    alone = all(isinstance(s, ir.Loop) for s in kernel.body)  # no kernel-level locals the loops would share
-    for s in kernel.body:
+    for k, s in enumerate(kernel.body):
+        # no kernel-level value computed before the loop that its body could read
+        alone = all(isinstance(b, (ir.Loop, ir.Local)) for b in kernel.body[:k])
         if alone and isinstance(s, ir.Loop) and s.parallel:
             # the body of a parallel loop as its own function, never inlined: GCC vectorizes loops in the function
             # OpenMP outlines far less often (it sees control flow where there is none) than in a plain one
@@ -291,14 +294,14 @@ def render_c(kernel: ir.Kernel) -> str:
             reads = "".join(line + "\n" for line in _read_args(s.body))
             if _element_loop(s, inner):  # elements alone: each thread runs vector loops over chunks of them
                 v, c = s.var, PARALLEL_CHUNK
-                helpers.append(f"static FG_NOINLINE void {helper}(int64_t {v}_c, {', '.join(params)}) {{\n{reads}"
+                helpers.append(f"static FG_NOINLINE void {helper}(int64_t {v}_c, {', '.join(outlined)}) {{\n{reads}"
                                f"  int64_t {v}_e = {v}_c + {c} < {s.size} ? {v}_c + {c} : {s.size};\n"
                                f"  #pragma omp simd\n  for (int64_t {v} = {v}_c; {v} < {v}_e; {v}++) {{\n"
                                + "\n".join("  " + line for line in inner) + "\n  }\n}\n")
                 body += ["  #pragma omp parallel for", f"  for (int64_t {v}_c = 0; {v}_c < {s.size}; {v}_c += {c}) "
                          f"{helper}({v}_c, {', '.join(names)});"]
             else:
-                helpers.append(f"static FG_NOINLINE void {helper}(int64_t {s.var}, {', '.join(params)}) {{\n{reads}"
+                helpers.append(f"static FG_NOINLINE void {helper}(int64_t {s.var}, {', '.join(outlined)}) {{\n{reads}"
                                + "\n".join(inner) + "\n}\n")
                 body += ["  #pragma omp parallel for", f"  for (int64_t {s.var} = 0; {s.var} < {s.size}; "
                          f"{s.var}++) {helper}({s.var}, {', '.join(names)});"]

@@ -1,7 +1,11 @@
-"""Row kernels of the `cpu` device: a kernel that reads reductions of its own rows computes them itself, row by
-row (softmax, layer norm), and must give the numpy device's answers wherever the rows may or may not be fused."""
+"""Reduction kernels of the `cpu` device, which must give the numpy device's answers: row kernels (a kernel that
+reads reductions of its own rows computes them itself, row by row: softmax, layer norm) and reductions to one value
+split into pieces that run in parallel."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -10,6 +14,8 @@ import torch
 
 import fusegrad as fg
 from fusegrad import nn
+from fusegrad.codegen import ir
+from fusegrad.codegen.lower import CPU, lower
 from fusegrad.runtime import compiler
 
 pytestmark = pytest.mark.skipif(compiler.find_compiler() is None, reason="no C compiler on this machine")
@@ -119,3 +125,55 @@ def test_softmax_and_layer_norm_training_step_match_torch() -> None:
 def test_rows_outside_the_useful_lengths_stay_separate_passes(shape: tuple[int, int]) -> None:
     x = fg.tensor(_data(*shape, seed=10), device="cpu")
     assert all(not i.rows for i in fg.schedule(x.softmax(-1)))
+
+
+SPLIT = {  # reductions to one value of >= 128K elements run as 16 pieces in parallel, then combine in order
+    "sum": lambda x: x.sum(),
+    "mean": lambda x: x.mean(),
+    "max": lambda x: x.max(),
+    "min": lambda x: x.min(),
+    "sum_of_squares": lambda x: (x * x).sum(),
+    "prime_rows": lambda x: x[:521].sum(),  # no piece count divides 521: one loop, as before
+}
+
+
+def _pieces(items: list) -> int:
+    """The partial results of the kernel's split reduction (0: not split)."""
+    (kernel,) = [lower(i, "k", CPU) for i in items if i.kind == "kernel" and i.out.op.name in ("SUM", "REDUCE_MAX")]
+    return next((s.size for s in kernel.body if isinstance(s, ir.Local) and s.name == "parts"), 0)
+
+
+@pytest.mark.parametrize("name", list(SPLIT))
+def test_large_reductions_to_one_value_match_numpy(name: str) -> None:
+    data = _data(1024, 300, seed=11)
+    items, got, want = _on_both(SPLIT[name], data)
+    assert _pieces(items) == (0 if name == "prime_rows" else 16)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.float64])
+def test_split_reductions_keep_integer_and_double_answers(dtype: type) -> None:
+    data = (_data(512, 512, seed=12) * 100).astype(dtype)
+    for fn in (lambda x: x.sum(), lambda x: x.max(), lambda x: x.any()):
+        _, got, want = _on_both(fn, data)
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-12)  # exact for integers and bools
+
+
+@pytest.mark.parametrize("where", [0, 150_000, 512 * 512 - 1], ids=["first_piece", "middle_piece", "last_piece"])
+def test_nan_in_any_piece_wins_the_max(where: int) -> None:
+    data = _data(512, 512, seed=13)
+    data.reshape(-1)[where] = np.nan
+    x = fg.tensor(data, device="cpu")
+    assert np.isnan(x.max().item()) and np.isnan(x.sum().item())
+    data.reshape(-1)[where] = np.inf
+    assert fg.tensor(data, device="cpu").max().item() == np.inf
+
+
+def test_split_sum_is_the_same_on_any_thread_count() -> None:
+    """The pieces are fixed by the shape, not by the threads, so the rounding is too (a fresh process each)."""
+    code = ("import numpy as np, fusegrad as fg; x = np.random.default_rng(14).standard_normal((2048, 1000))"
+            ".astype(np.float32); print(repr(fg.tensor(x, device='cpu').sum().item()))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "OMP_NUM_THREADS": str(n)}).stdout for n in (1, 2, 3)}
+    assert len(outs) == 1, outs
