@@ -304,6 +304,49 @@ def test_kernel_cache_tells_structures_apart(monkeypatch: pytest.MonkeyPatch) ->
     assert len(calls) == 6
 
 
+def _count_schedules(monkeypatch: pytest.MonkeyPatch) -> list:
+    from fusegrad.runtime import cpu
+    calls: list = []
+    original = cpu.schedule_kernels
+    monkeypatch.setattr(cpu, "schedule_kernels", lambda *a, **k: calls.append(a) or original(*a, **k))
+    return calls
+
+
+def test_repeated_graph_reuses_its_schedule_with_new_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusegrad.runtime import cpu
+
+    def step(x: fg.Tensor, scale: float) -> fg.Tensor:
+        return (x * scale).softmax(-1) + fg.rand(*x.shape, device="cpu") * 0 + x.sum() * scale
+
+    calls = _count_schedules(monkeypatch)
+    for seed, scale in [(1, 0.5), (2, -3.0), (3, 2.0)]:
+        x = _t(40, 64, seed=seed)
+        want = torch.from_numpy(x.numpy() * scale).softmax(-1).numpy() + x.numpy().sum() * scale
+        np.testing.assert_allclose(step(x, scale).numpy(), want, rtol=1e-5, atol=1e-5)
+    assert len(calls) == 1  # new inputs and constants, one schedule
+    r = [fg.rand(1000, device="cpu").numpy() for _ in range(2)]
+    assert not (r[0] == r[1]).all()  # a cached plan still draws new seeds
+    cpu._KERNELS.clear()  # a plan whose kernels were evicted compiles them again
+    np.testing.assert_allclose(step(_t(40, 64, seed=4), 1.0).numpy(),
+                               torch.from_numpy(_t(40, 64, seed=4).numpy()).softmax(-1).numpy() +
+                               _t(40, 64, seed=4).numpy().sum(), rtol=1e-5, atol=1e-5)
+
+
+def test_schedule_cache_tells_structures_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _t(16, 64, seed=1), _t(16, 64, seed=2)
+    calls = _count_schedules(monkeypatch)
+    np.testing.assert_allclose((a * a).numpy(), a.numpy() ** 2, rtol=1e-6)
+    np.testing.assert_allclose((a * b).numpy(), a.numpy() * b.numpy(), rtol=1e-6)  # one input twice vs two inputs
+    np.testing.assert_allclose((a * b).sum(0).numpy(), (a.numpy() * b.numpy()).sum(0), rtol=1e-5)
+    np.testing.assert_allclose((a * b).sum(1).numpy(), (a.numpy() * b.numpy()).sum(1), rtol=1e-5)  # other axis
+    np.testing.assert_allclose((a[:8] * b[:8]).numpy(), a.numpy()[:8] * b.numpy()[:8], rtol=1e-6)  # other shape
+    np.testing.assert_allclose((a * b * b).numpy(), a.numpy() * b.numpy() ** 2, rtol=1e-6)
+    c = a * b
+    c.realize()  # now a leaf like a: c * b has the structure of a * b
+    np.testing.assert_allclose((c * b).numpy(), a.numpy() * b.numpy() ** 2, rtol=1e-6)
+    assert len(calls) == 6
+
+
 # ---- loop nests: padding conditions decided per loop piece, rows of accumulators ----
 
 def _sources(*tensors: fg.Tensor) -> list[str]:

@@ -21,7 +21,7 @@ from ..codegen.c import PRELUDE, render_c
 from ..codegen.lower import CPU, kernel_signature, launch_args, lower
 from ..dtype import DType, float16
 from ..graph import Node, Op, prod
-from ..schedule import ScheduleItem, blas_matrix, kernel_inputs, schedule_kernels, strided_view
+from ..schedule import ScheduleItem, blas_matrix, graph_signature, kernel_inputs, schedule_kernels, strided_view
 from .blas import matmul_into
 from .blas_threads import share_threads_with_blas
 from .compiler import compile_library, find_compiler, warn_no_compiler
@@ -94,6 +94,33 @@ class _Launch:
         self.args, self.gathers = args, gathers
         self.compiled = compiled
         self.fn = compiled.fn if compiled is not None else None
+        self.leaves: list[Node] = []  # the CONST and RAND nodes its launch arguments come from
+
+
+class _Plan:
+    """The schedule of one graph structure (`graph_signature`), by node position: a repeated eager call of the same
+    graph (every training step, every call of an op on same-shaped inputs) skips scheduling and kernel signatures."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, items: list[ScheduleItem], launches: list[_Launch | None], order: list[Node]):
+        at = {id(n): i for i, n in enumerate(order)}
+        self.steps = [(i.kind, at[id(i.out)], [at[id(n)] for n in i.inputs], i.offset, [at[id(n)] for n in i.rows],
+                       None if k is None else (k.compiled.key, [at[id(n)] for n in k.leaves]))
+                      for i, k in zip(items, launches)]
+
+    def items(self, order: list[Node]) -> list[ScheduleItem]:
+        """The schedule items over this call's nodes."""
+        return [ScheduleItem(order[out], kind, [order[n] for n in inputs], offset, [order[n] for n in rows])
+                for kind, out, inputs, offset, rows, _ in self.steps]
+
+    def kernels(self, order: list[Node]) -> list[tuple[tuple, list[Node]] | None]:
+        """Each item's kernel signature (key, leaves) over this call's nodes; None for matmul and view items."""
+        return [None if k is None else (k[0], [order[n] for n in k[1]]) for *_, k in self.steps]
+
+
+_PLANS: OrderedDict[tuple, _Plan] = OrderedDict()
+MAX_CACHED_PLANS = 512
 
 
 def compile_kernel(item: ScheduleItem) -> tuple[str, str, ir.Kernel]:
@@ -147,8 +174,18 @@ class CpuDevice(Device):
             for n in nodes:
                 n.buffer.device = self.name
             return
-        items = schedule_kernels(nodes, row_kernels=True)
-        launches = [self._prepare(item) for item in items]
+        key, order = graph_signature(nodes)
+        plan = _PLANS.get(key)
+        if plan is None:
+            items = schedule_kernels(nodes, row_kernels=True)
+            launches = [self._prepare(item) for item in items]
+            _PLANS[key] = _Plan(items, launches, order)
+            if len(_PLANS) > MAX_CACHED_PLANS:
+                _PLANS.popitem(last=False)
+        else:
+            _PLANS.move_to_end(key)
+            items = plan.items(order)
+            launches = [self._prepare(item, kernel) for item, kernel in zip(items, plan.kernels(order))]
         fresh = [k.compiled for k in launches if k is not None and k.fn is None]
         if fresh:
             sources = {c.name: c.source for c in fresh}  # two structures may print the same function
@@ -178,15 +215,16 @@ class CpuDevice(Device):
             launched = sum(i.kind != "view" for i in items)
             print(f"realize: {launched} kernels in {(time.perf_counter() - start) * 1e3:.3f} ms", file=sys.stderr)
 
-    def _prepare(self, item: ScheduleItem) -> _Launch | None:
-        """The launch of a kernel item (None for matmul and view items): cached code, fresh launch arguments."""
+    def _prepare(self, item: ScheduleItem, signature: tuple[tuple, list[Node]] | None = None) -> _Launch | None:
+        """The launch of a kernel item (None for matmul and view items): cached code, fresh launch arguments.
+        `signature` is the item's `kernel_signature` when a cached plan already knows it."""
         if item.kind != "kernel":
             return None
         value = item.out.srcs[1] if item.out.op is Op.ASSIGN else item.out
         if value is not item.out:  # ASSIGN: compute the value, then copy it into the target buffer
             item = ScheduleItem(value, "kernel", kernel_inputs(value, {id(n) for n in item.inputs}),
                                 rows=item.rows)
-        key, leaves = kernel_signature(item)
+        key, leaves = signature or kernel_signature(item)
         compiled = _KERNELS.get(key)
         if compiled is None:
             name, source, kernel = compile_kernel(item)
@@ -195,8 +233,10 @@ class CpuDevice(Device):
             compiled.nargs = len(kernel.params) + (1 if kernel.args else 0)
         else:
             _KERNELS.move_to_end(key)
-        return _Launch(item, compiled.name, compiled.source, compiled.uses_err, value, _pack_args(launch_args(leaves)),
-                       compiled.gathers, compiled)
+        launch = _Launch(item, compiled.name, compiled.source, compiled.uses_err, value,
+                         _pack_args(launch_args(leaves)), compiled.gathers, compiled)
+        launch.leaves = leaves
+        return launch
 
     def _run(self, item: ScheduleItem, launch: _Launch | None) -> None:
         out = item.out
