@@ -58,6 +58,7 @@ CONFIGS = {
     "sgd_maximize": ("SGD", {"lr": 0.05, "momentum": 0.5, "maximize": True, "weight_decay": 0.1}),
     "adam": ("Adam", {"lr": 0.05}),
     "adam_wd": ("Adam", {"lr": 0.05, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.1}),
+    "adam_beta_zero": ("Adam", {"lr": 0.05, "betas": (0.0, 0.9)}),  # 0 ** step is 0: no bias to correct
     "adam_amsgrad": ("Adam", {"lr": 0.05, "amsgrad": True, "weight_decay": 0.01}),
     "adam_maximize": ("Adam", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}),
     "adamw_maximize": ("AdamW", {"lr": 0.01, "maximize": True}),
@@ -125,6 +126,9 @@ def test_add_param_group_and_errors() -> None:
         optim.SGD(m.parameters(), lr=0.1, nesterov=True)
     with pytest.raises(TypeError, match="iterable"):
         optim.SGD(m[0].weight, lr=0.1)
+    for betas, index in [((1.0, 0.9), 0), ((0.9, -0.1), 1)]:  # torch's check: the bias corrections need [0, 1)
+        with pytest.raises(ValueError, match=f"beta parameter at index {index}"):
+            optim.AdamW(m.parameters(), betas=betas)
 
 
 @pytest.mark.parametrize("set_to_none", [True, False])

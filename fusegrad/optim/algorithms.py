@@ -37,6 +37,9 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False):
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:  # as torch: the bias corrections 1 - beta ** step need it
+                raise ValueError(f"Invalid beta parameter at index {i}: {beta} (betas must be in [0, 1))")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
 
@@ -53,8 +56,14 @@ class Adam(Optimizer):
                         b2 * state.get("exp_avg_sq", fg.zeros_like(p)) + (1 - b2) * grad * grad)
         if group["amsgrad"]:
             v = self._store(state, "max_exp_avg_sq", state.get("max_exp_avg_sq", fg.zeros_like(p)).maximum(v))
-        denom = v.sqrt() / (1 - b2**step).sqrt() + eps
-        return p - (lr / (1 - b1**step)) * m / denom
+        denom = v.sqrt() / (1 - _decayed(b2, step)).sqrt() + eps
+        return p - (lr / (1 - _decayed(b1, step))) * m / denom
+
+
+def _decayed(beta: Tensor, step: Tensor) -> Tensor:
+    """beta ** step for a beta in [0, 1): exp2(step * log2(beta)), what `**` computes there, without the branches a
+    general power takes for negative, zero and infinite bases (about 60 graph nodes per parameter and step)."""
+    return (step * beta.log2()).exp2()
 
 
 class AdamW(Adam):
