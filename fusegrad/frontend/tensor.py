@@ -15,6 +15,7 @@ from ..runtime import get_device
 from ..runtime.device import canonical_device
 from . import grad_mode
 from .elementwise import ElementwiseMixin
+from .expansions import expand
 from .indexing import IndexingMixin
 from .inplace import InplaceMixin
 from .linalg import LinalgMixin
@@ -140,7 +141,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
         """fn(*srcs) computed from primitives off the tape, recorded as one entry whose gradient is `composite`'s
         (which sees `arg` as ctx.arg)."""
         with grad_mode.no_grad():
-            out = fn(*srcs)
+            out = expand(fn, srcs)
         if grad_mode.enabled() and out.dtype.is_floating_point and any(s.requires_grad for s in srcs):
             out = Tensor(out._node)
             out.requires_grad = True
