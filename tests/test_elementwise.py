@@ -451,6 +451,14 @@ def test_module_level_functions(device):
                 None, x, device=device, atol=1e-9)
 
 
+def test_unsupported_operands_are_named():
+    x = fg.ones(3)
+    with pytest.raises(TypeError, match="add: unsupported operand type str"):
+        x + "a"
+    with pytest.raises(TypeError, match="where: unsupported operand type list"):
+        fg.where(x > 0, x, [1.0])
+
+
 def test_bool_arithmetic_errors_like_torch():
     b = fg.tensor([True, False])
     with pytest.raises(TypeError):

@@ -44,8 +44,10 @@ def promote(items: list[Any], op: str, like: Tensor, dtype: dt.DType | None = No
     """Tensors and scalars promoted to one dtype (PyTorch's rules) and broadcast to one shape; `like` makes consts."""
     from .tensor import Tensor
     tensors = [x for x in items if isinstance(x, Tensor)]
-    if len(tensors) < len(items) and not all(isinstance(x, Tensor) or _is_scalar(x) for x in items):
-        raise TypeError(f"{op}: unsupported operand type {next(type(x).__name__ for x in items if not _is_scalar(x))}")
+    if len(tensors) < len(items):
+        for x in items:
+            if not isinstance(x, Tensor) and not _is_scalar(x):
+                raise TypeError(f"{op}: unsupported operand type {type(x).__name__}")
     if dtype is None:
         first = tensors[0].dtype if tensors else None
         if len(tensors) == len(items) and all(x.dtype is first for x in tensors):
