@@ -72,7 +72,7 @@ def launch_args(leaves: list[Node]) -> list[bool | int | float]:
     return out
 
 
-# ---- loop nests ----
+# ---- what a renderer accepts ----
 
 @dataclass(frozen=True)
 class Options:
@@ -80,11 +80,15 @@ class Options:
     renderers map that nest onto threads). The C renderer takes both."""
 
     split_loops: bool = False  # cut loops where padding conditions change (several loops and stores per kernel)
-    row_accumulators: bool = False  # reductions keeping the contiguous axis accumulate a row in an `ir.Local`
+    # reductions into `ir.Local` arrays: a row of accumulators where the contiguous axis is kept, partial results of
+    # pieces run in parallel where everything is reduced to one value (`nests.row_reduction`, `split_reduction`)
+    row_accumulators: bool = False
 
 
 PORTABLE = Options()
 CPU = Options(split_loops=True, row_accumulators=True)
+
+
 def lower(item: ScheduleItem, name: str, options: Options = PORTABLE) -> ir.Kernel:
     """The loop IR of a kernel item: loops over the output, inner loops for a reduction, a store per element.
 
@@ -102,12 +106,12 @@ def lower(item: ScheduleItem, name: str, options: Options = PORTABLE) -> ir.Kern
     root = out.srcs[0] if reduce else _loop_root(out, inputs)
     parallel = prod(root.shape) >= PARALLEL_MIN_WORK
     nest = Nest(low, root, options.split_loops)
-    body = row_reduction(low, out, parallel) if reduce and options.row_accumulators and not item.rows else None
-    if reduce and options.row_accumulators and body is None:
-        body = split_reduction(low, out)
+    body = None
     if item.rows:
         body = row_kernel(low, out, item.rows)
-    elif body is None and reduce:
+    elif reduce and options.row_accumulators:  # the C renderer's reduction nests, where they apply
+        body = row_reduction(low, out, parallel) or split_reduction(low, out)
+    if body is None and reduce:
         axes = set(out.arg)
         dims = [Dim(d, s, "i") for d, s in enumerate(root.shape) if s != 1 and d not in axes]
         reduced = [Dim(d, s, "r") for d, s in enumerate(root.shape) if s != 1 and d in axes]
