@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .graph import ELEMENTWISE, MOVEMENT, REDUCE, Node, Op, prod, toposort
-from .view import View
+from .view import View, batch_stride, matrix_layout
 
 MAX_FUSED_DEPTH = 512
 
@@ -79,26 +79,10 @@ def _view_base(node: Node) -> Node:
     return best
 
 
-def blas_matrix(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
-    """Whether BLAS reads the (rows, cols) matrices of a strided operand as they are: a unit stride along one dim and
-    a leading dimension along the other (e.g. not broadcast rows)."""
-    (rows, cols), (s_rows, s_cols) = shape[-2:], strides[-2:]
-    by_rows = (s_cols == 1 or cols == 1) and s_rows >= max(cols, 1)
-    return by_rows or (s_rows == 1 or rows == 1) and s_cols >= max(rows, 1)
-
-
 def blas_view(view: View) -> bool:
-    """Whether a (..., rows, cols) operand view is what BLAS libraries take without a copy: `blas_matrix` matrices
-    that lie at one arithmetic progression in memory (a stride of 0 broadcasts one matrix)."""
-    if not blas_matrix(view.shape, view.strides):
-        return False
-    batch = [(n, st) for n, st in zip(view.shape[:-2], view.strides[:-2]) if n != 1]
-    expect = batch[-1][1] if batch else 0
-    for n, st in reversed(batch):
-        if st != expect:
-            return False
-        expect = st * n
-    return True
+    """Whether a (..., rows, cols) operand view is what BLAS libraries take without a copy: matrices with a
+    `matrix_layout` at one `batch_stride` progression in memory."""
+    return matrix_layout(*view.shape[-2:], *view.strides[-2:]) is not None and batch_stride(view) is not None
 
 
 def _contiguous_alias(node: Node, boundary: set[int]) -> tuple[Node, int] | None:

@@ -349,3 +349,33 @@ class View:
             conds += [f"({n}>={ms})"] if ms > 0 else []
             conds += [f"({n}<{me})"] if me < s else []
         return expr, "&".join(conds) if conds else "1"
+
+
+# ---- how matrix libraries (CBLAS, cuBLAS) read a strided operand without a copy ----
+
+def matrix_layout(rows: int, cols: int, s_rows: int, s_cols: int) -> tuple[bool, int] | None:
+    """(transposed, leading dimension) of a strided rows x cols matrix as a row-major BLAS reads it: not transposed
+    when each row is contiguous (ld = the row stride), transposed when each column is (ld = the column stride);
+    None when neither. A size-1 dim's stride never matters, so it takes whichever value makes a layout valid."""
+    for r in ([s_rows] if rows != 1 else [max(cols, 1), 1]):
+        for c in ([s_cols] if cols != 1 else [1, max(rows, 1)]):
+            if c == 1 and r >= max(cols, 1):
+                return False, r
+            if r == 1 and c >= max(rows, 1):
+                return True, c
+    return None
+
+
+def batch_stride(view: View) -> tuple[int, int] | None:
+    """(count, stride) of the batch dims of a (..., rows, cols) view when its matrices lie at one arithmetic
+    progression in memory (stride 0 broadcasts one matrix), else None."""
+    dims = [(n, s) for n, s in zip(view.shape[:-2], view.strides[:-2]) if n != 1]
+    count = math.prod(n for n, _ in dims)
+    if not dims:
+        return count, 0
+    expect = dims[-1][1]
+    for n, s in reversed(dims):
+        if s != expect:
+            return None
+        expect = s * n
+    return count, dims[-1][1]

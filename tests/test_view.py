@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fusegrad.view import View
+from fusegrad.view import View, batch_stride, matrix_layout
 
 # ---------------------------------------------------------------- helpers
 
@@ -409,3 +409,24 @@ def test_contiguous_reshape_chains_never_fail(data: st.DataObject) -> None:
         assert new is not None and new == View.contiguous(target)
         view = new
         check(view, buf, buf.reshape(target))
+
+
+@pytest.mark.parametrize("rows,cols,strides,want", [
+    (3, 4, (4, 1), (False, 4)),  # row-major
+    (3, 4, (8, 1), (False, 8)),  # rows of a wider buffer
+    (3, 4, (1, 3), (True, 3)),  # a transposed buffer
+    (3, 4, (0, 1), None),  # one row broadcast down: BLAS cannot read it in place
+    (3, 4, (4, 2), None),  # no unit stride
+    (1, 4, (0, 1), (False, 4)),  # a size-1 dim's stride never matters
+    (3, 1, (1, 0), (False, 1)),  # a column of unit stride: rows of one element
+    (1, 1, (0, 0), (False, 1)),
+])
+def test_matrix_layout_is_what_blas_reads(rows: int, cols: int, strides: tuple[int, int], want: object) -> None:
+    assert matrix_layout(rows, cols, *strides) == want
+
+
+def test_batch_stride_needs_one_progression() -> None:
+    assert batch_stride(View((2, 3, 4, 5), (60, 20, 5, 1))) == (6, 20)
+    assert batch_stride(View((2, 3, 4, 5), (0, 0, 5, 1))) == (6, 0)  # one matrix broadcast
+    assert batch_stride(View((2, 3, 4, 5), (20, 40, 5, 1))) is None  # permuted batch dims
+    assert batch_stride(View((4, 5), (5, 1))) == (1, 0)

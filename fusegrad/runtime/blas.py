@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..dtype import DType, float32, float64
+from ..view import matrix_layout
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
 MKL_THREADING_GNU = 3  # mkl_service.h: MKL's threads are libgomp's, the pool the compiled kernels use
@@ -115,17 +116,10 @@ def blas_threads_setter() -> int | None:
 
 
 def blas_layout(rows: int, cols: int, s_rows: int, s_cols: int) -> tuple[int, int] | None:
-    """(transpose flag, leading dimension) of a strided matrix (element strides) for row-major CBLAS, or None if
-    BLAS can't read it."""
-    if cols == 1 or s_cols == 1:
-        ld = s_rows if rows > 1 else max(cols, 1)
-        if ld >= max(cols, 1):
-            return NO_TRANS, ld
-    if rows == 1 or s_rows == 1:
-        ld = s_cols if cols > 1 else max(rows, 1)
-        if ld >= max(rows, 1):
-            return TRANS, ld
-    return None
+    """(CBLAS transpose flag, leading dimension) of a strided matrix (element strides), or None if BLAS can't
+    read it (`view.matrix_layout`)."""
+    layout = matrix_layout(rows, cols, s_rows, s_cols)
+    return None if layout is None else (TRANS if layout[0] else NO_TRANS, layout[1])
 
 
 # one ctypes call per product, however many batch matrices: a Python call per matrix costs more than small ones

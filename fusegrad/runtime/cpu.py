@@ -21,7 +21,8 @@ from ..codegen.c import PRELUDE, render_c
 from ..codegen.lower import CPU, kernel_signature, launch_args, lower
 from ..dtype import DType, float16
 from ..graph import Node, Op, prod
-from ..schedule import ScheduleItem, blas_matrix, graph_signature, kernel_inputs, schedule_kernels, strided_view
+from ..schedule import ScheduleItem, graph_signature, kernel_inputs, schedule_kernels, strided_view
+from ..view import matrix_layout
 from .blas import matmul_into
 from .blas_threads import share_threads_with_blas
 from .compiler import compile_library, find_compiler, warn_no_compiler
@@ -62,7 +63,7 @@ def _operand(node: Node) -> np.ndarray:
     array = np.lib.stride_tricks.as_strided(flat[view.offset:], view.shape, tuple(s * item for s in view.strides),
                                             writeable=False)
     # numpy.matmul falls back to a slow loop on matrices BLAS cannot read (it takes any batch strides)
-    return array if blas_matrix(view.shape, view.strides) else np.ascontiguousarray(array)
+    return array if matrix_layout(*view.shape[-2:], *view.strides[-2:]) else np.ascontiguousarray(array)
 
 
 class _Compiled:

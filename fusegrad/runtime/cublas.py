@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..dtype import DType, float16, float32, float64
-from ..view import View
+from ..view import View, batch_stride, matrix_layout
 
 OP_N, OP_T = 0, 1
 CUDA_R = {float32: 0, float64: 1, float16: 2}  # cudaDataType
@@ -44,32 +44,8 @@ class GemmPlan:
 def _matrix(view: View, rows: int, cols: int) -> tuple[int, int] | None:
     """(op, ld) for a row-major rows x cols matrix with the view's strides, as cuBLAS reads its transposed operand:
     op N when rows are contiguous (ld = row stride), op T when columns are (ld = column stride)."""
-    sr, sc = view.strides[-2], view.strides[-1]
-    # a size-1 dim's stride never matters: try the values that make a layout valid
-    for r in ([sr] if rows != 1 else [max(cols, 1), 1]):
-        for c in ([sc] if cols != 1 else [1, max(rows, 1)]):
-            if c == 1 and r >= max(cols, 1):
-                return OP_N, r
-            if r == 1 and c >= max(rows, 1):
-                return OP_T, c
-    return None
-
-
-def batch_stride(view: View) -> tuple[int, int] | None:
-    """(count, stride) when the batch dims are one arithmetic progression of matrices (stride 0 = broadcast)."""
-    dims = [(n, s) for n, s in zip(view.shape[:-2], view.strides[:-2]) if n != 1]
-    count = 1
-    for n, _ in dims:
-        count *= n
-    if not dims:
-        return count, 0
-    stride = dims[-1][1]
-    expect = stride
-    for n, s in reversed(dims):
-        if s != expect:
-            return None
-        expect = s * n
-    return count, stride
+    layout = matrix_layout(rows, cols, view.strides[-2], view.strides[-1])
+    return None if layout is None else (OP_T if layout[0] else OP_N, layout[1])
 
 
 def gemm_plan(a: View, b: View) -> GemmPlan | None:

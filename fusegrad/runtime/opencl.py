@@ -21,8 +21,7 @@ from ..codegen.opencl import launch_plan, opencl_prelude, render_opencl
 from ..codegen.opencl_matmul import MATMUL_DTYPES, TILE, matmul_kernel_name, render_opencl_matmul
 from ..graph import prod
 from ..schedule import ScheduleItem, strided_view
-from ..view import View
-from .cublas import batch_stride
+from ..view import View, batch_stride
 from .device import Buffer
 from .gpu_device import DeviceArray, GpuDevice, Launch
 
