@@ -283,9 +283,9 @@ def render_c(kernel: ir.Kernel) -> str:
     outlined = params + [f"{C_TYPES[s.dtype]}* restrict {s.name}" for s in locals_]
     names = [p.rsplit("*", 1)[1].replace("restrict ", "").strip() for p in outlined]
     helpers, body, inline = [], [], []
-    for k, s in enumerate(kernel.body):
-        # no kernel-level value computed before the loop that its body could read
-        alone = all(isinstance(b, (ir.Loop, ir.Local)) for b in kernel.body[:k])
+    alone = True  # no kernel-level value computed so far that a loop's body could read
+    for s in kernel.body:
+        alone = alone and isinstance(s, (ir.Loop, ir.Local))
         if alone and isinstance(s, ir.Loop) and s.parallel:
             # the body of a parallel loop as its own function, never inlined: GCC vectorizes loops in the function
             # OpenMP outlines far less often (it sees control flow where there is none) than in a plain one

@@ -87,15 +87,12 @@ MAX_CACHED_KERNELS = 4096
 
 
 class _Launch:
-    """One compiled kernel call: its function, output node, input nodes, and the gather sizes it checks."""
+    """One call of a compiled kernel: its item, the node it computes, its code, and the leaves (CONST and RAND nodes)
+    whose values are its launch arguments."""
 
-    def __init__(self, item: ScheduleItem, name: str, source: str, uses_err: bool, value: Node, args: np.ndarray,
-                 gathers: list[tuple[int, int]], compiled: _Compiled | None = None):
-        self.item, self.name, self.source, self.uses_err, self.value = item, name, source, uses_err, value
-        self.args, self.gathers = args, gathers
-        self.compiled = compiled
-        self.fn = compiled.fn if compiled is not None else None
-        self.leaves: list[Node] = []  # the CONST and RAND nodes its launch arguments come from
+    def __init__(self, item: ScheduleItem, value: Node, compiled: _Compiled, leaves: list[Node]):
+        self.item, self.value, self.compiled, self.leaves = item, value, compiled, leaves
+        self.args = _pack_args(launch_args(leaves))
 
 
 class _Plan:
@@ -187,7 +184,7 @@ class CpuDevice(Device):
             _PLANS.move_to_end(key)
             items = plan.items(order)
             launches = [self._prepare(item, kernel) for item, kernel in zip(items, plan.kernels(order))]
-        fresh = [k.compiled for k in launches if k is not None and k.fn is None]
+        fresh = [k.compiled for k in launches if k is not None and k.compiled.fn is None]
         if fresh:
             sources = {c.name: c.source for c in fresh}  # two structures may print the same function
             lib = compile_library(PRELUDE + "\n".join(sources.values()), list(sources))
@@ -198,11 +195,8 @@ class CpuDevice(Device):
                 _KERNELS[c.key] = c
                 if len(_KERNELS) > MAX_CACHED_KERNELS:
                     _KERNELS.popitem(last=False)
-            for k in launches:
-                if k is not None:
-                    k.fn = k.compiled.fn
         if _debug() >= 3:
-            print("\n".join({k.name: k.source for k in launches if k is not None}.values()), file=sys.stderr)
+            print("\n".join({k.compiled.name: k.compiled.source for k in launches if k}.values()), file=sys.stderr)
         start = time.perf_counter()
         for item, launch in zip(items, launches):
             t0 = time.perf_counter()
@@ -234,10 +228,7 @@ class CpuDevice(Device):
             compiled.nargs = len(kernel.params) + (1 if kernel.args else 0)
         else:
             _KERNELS.move_to_end(key)
-        launch = _Launch(item, compiled.name, compiled.source, compiled.uses_err, value,
-                         _pack_args(launch_args(leaves)), compiled.gathers, compiled)
-        launch.leaves = leaves
-        return launch
+        return _Launch(item, value, compiled, leaves)
 
     def _run(self, item: ScheduleItem, launch: _Launch | None) -> None:
         out = item.out
@@ -261,13 +252,13 @@ class CpuDevice(Device):
         args = [target.ctypes.data]
         args += [n.buffer.handle.ctypes.data for n in launch.item.inputs]
         err = np.zeros(1, np.int32)
-        if launch.uses_err:
+        if launch.compiled.uses_err:
             args.append(err.ctypes.data)
         if len(launch.args):
             args.append(launch.args.ctypes.data)
-        launch.fn(*args)
+        launch.compiled.fn(*args)
         if err[0]:
-            dim, size = launch.gathers[err[0] - 1]
+            dim, size = launch.compiled.gathers[err[0] - 1]
             raise IndexError(f"index out of bounds for dim {dim} with size {size} (while computing a tensor of shape "
                              f"{out.shape})")
         if out.op is Op.ASSIGN:
