@@ -262,19 +262,21 @@ def source_node(op: Op, arg: Any, shape: Shape, dtype: DType, device: str) -> No
 
 
 def toposort(roots: list[Node]) -> list[Node]:
-    """Nodes reachable from roots, every node after its sources; realized nodes are leaves."""
+    """Nodes reachable from roots, every node after its sources (depth first, sources in order, so the order follows
+    the graph's structure: fg.jit and the eager plan cache compare graphs by it); realized nodes are leaves."""
     order: list[Node] = []
     seen: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(roots)]
-    while stack:
-        n, expanded = stack.pop()
-        if expanded:
-            order.append(n)
+    for root in roots:
+        if id(root) in seen:
             continue
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        stack.append((n, True))
-        if not n.realized:
-            stack.extend((s, False) for s in reversed(n.srcs) if id(s) not in seen)
+        seen.add(id(root))
+        stack = [(root, iter(root.srcs if root.buffer is None else ()))]
+        while stack:
+            for s in stack[-1][1]:  # the next unseen source of the node on top, else the node is done
+                if id(s) not in seen:
+                    seen.add(id(s))
+                    stack.append((s, iter(s.srcs if s.buffer is None else ())))
+                    break
+            else:
+                order.append(stack.pop()[0])
     return order

@@ -365,26 +365,14 @@ def graph_signature(roots: list[Node]) -> tuple[tuple, list[Node]]:
     """(key, nodes): the structure of the unrealized graph below `roots` as a hashable key (ops, args, shapes, dtypes
     and sources by position; realized nodes are leaves known by shape and dtype, constants and random nodes by
     everything but their values), and its nodes in key order. Graphs with equal keys schedule alike."""
-    number: dict[int, int] = {}
-    key: list[tuple] = []
-    nodes: list[Node] = []
-    stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(roots)]
-    while stack:
-        n, ready = stack.pop()
-        if id(n) in number:
-            continue
-        if n.realized:
-            key.append((n.shape, n.dtype))
-        elif not ready:
-            stack.append((n, True))
-            stack.extend((s, False) for s in reversed(n.srcs) if id(s) not in number)
-            continue
-        else:
-            leaf = n.op is Op.CONST or n.op is Op.RAND
-            key.append((n.op, None if leaf else n.arg, n.shape, n.dtype, tuple([number[id(s)] for s in n.srcs])))
-        number[id(n)] = len(nodes)
-        nodes.append(n)
-    return (tuple(key), tuple(number[id(r)] for r in roots)), nodes
+    order = toposort(roots)
+    number = {id(n): i for i, n in enumerate(order)}
+    key = tuple([(n.shape, n.dtype) if n.buffer is not None else (n.op, None if n.op in _VALUE_LEAVES else n.arg,
+                 n.shape, n.dtype, tuple([number[id(s)] for s in n.srcs])) for n in order])
+    return (key, tuple([number[id(r)] for r in roots])), order
+
+
+_VALUE_LEAVES = (Op.CONST, Op.RAND)  # their values are launch arguments, not part of a kernel's structure
 
 
 def schedule_kernels(roots: list[Node], row_kernels: bool = False) -> list[ScheduleItem]:

@@ -1,6 +1,7 @@
 """The user-facing Tensor: a lazy graph node plus autograd bookkeeping, with PyTorch's names and semantics."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -200,7 +201,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
 
     def numel(self) -> int:
         """Number of elements."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     def element_size(self) -> int:
         """Bytes per element."""

@@ -24,7 +24,7 @@ from ..graph import Node, Op, source_node
 from ..runtime.blas import ROW_MAJOR, blas_layout, blas_threads_setter, cblas_gemm
 from ..runtime.compiler import compile_library
 from ..runtime.cpu import _pack_args
-from ..runtime.device import Buffer
+from ..runtime.device import Buffer, debug_level
 from ..schedule import ScheduleItem, schedule_kernels, strided_view
 from .memory_plan import Lifetime, MemoryPlan, plan_arena
 from .trace import Captured
@@ -280,7 +280,7 @@ class CpuProgram:
             nbytes = node.dtype.itemsize * int(np.prod(node.shape))
             self.call_names.append(f"copy into state {node.shape}")
             calls.append(f"  memcpy(state[{k}], {self._ptr(node, const=True)}, {nbytes});")
-        profile = _debug() >= 2
+        profile = debug_level() >= 2
         prelude = PRELUDE + PROGRAM_PRELUDE
         if profile:
             prelude += PROFILE_PRELUDE + f"static double fg_times[{max(len(calls), 1)}];\n"
@@ -433,10 +433,6 @@ class CpuProgram:
     def state_value(self, k: int, results: list[Node]) -> Node:
         """The node state k holds after a run: its persistent buffer, the same node every call."""
         return self.state_nodes[k]
-
-
-def _debug() -> int:
-    return int(os.environ.get("DEBUG", "0") or 0)
 
 
 _PROFILED: list[CpuProgram] = []

@@ -26,7 +26,7 @@ from ..view import matrix_layout
 from .blas import matmul_into
 from .blas_threads import share_threads_with_blas
 from .compiler import compile_library, find_compiler, warn_no_compiler
-from .device import Buffer, Device
+from .device import Buffer, Device, debug_level
 from .host_pool import HostPool
 from .numpy_device import NumpyDevice
 
@@ -46,10 +46,6 @@ def _one_thread_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_one_thread_after_fork)
-
-
-def _debug() -> int:
-    return int(os.environ.get("DEBUG", "0") or 0)
 
 
 def _operand(node: Node) -> np.ndarray:
@@ -195,18 +191,19 @@ class CpuDevice(Device):
                 _KERNELS[c.key] = c
                 if len(_KERNELS) > MAX_CACHED_KERNELS:
                     _KERNELS.popitem(last=False)
-        if _debug() >= 3:
+        debug = debug_level()
+        if debug >= 3:
             print("\n".join({k.compiled.name: k.compiled.source for k in launches if k}.values()), file=sys.stderr)
         start = time.perf_counter()
         for item, launch in zip(items, launches):
             t0 = time.perf_counter()
             self._run(item, launch)
-            if _debug() >= 2:
+            if debug >= 2:
                 dt = time.perf_counter() - t0
                 nbytes = item.out.buffer.handle.nbytes + sum(i.buffer.handle.nbytes for i in item.inputs if i.realized)
                 print(f"  {item.kind:6s} {item.out.op.name:10s} {str(item.out.shape):18s} {dt * 1e6:9.1f} us "
                       f"{nbytes / max(dt, 1e-9) / 1e9:7.2f} GB/s", file=sys.stderr)
-        if _debug() >= 1 and items:
+        if debug >= 1 and items:
             launched = sum(i.kind != "view" for i in items)
             print(f"realize: {launched} kernels in {(time.perf_counter() - start) * 1e3:.3f} ms", file=sys.stderr)
 

@@ -11,6 +11,11 @@ from ..dtype import DType
 from ..graph import Node, Shape
 
 
+def debug_level() -> int:
+    """$DEBUG as an int (0 when unset): 1 prints kernels and time per realize, 2 each kernel, 3 the source."""
+    return int(os.environ.get("DEBUG", "0") or 0)
+
+
 class Buffer:
     """Memory owned by a device: `handle` is whatever that device needs (an ndarray, a pointer, ...)."""
 

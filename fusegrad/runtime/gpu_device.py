@@ -8,7 +8,6 @@ PoCL); compiled kernels are kept by name, which is a hash of their source, so a 
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 from abc import abstractmethod
@@ -24,13 +23,8 @@ from ..codegen.matmul_ir import matmul_kernels
 from ..dtype import DType, float64
 from ..graph import Node, Op, prod
 from ..schedule import ScheduleItem, kernel_inputs, schedule_kernels, strided_view
-from .device import Buffer, Device
+from .device import Buffer, Device, debug_level
 from .memory_pool import Allocation, MemoryPool
-
-
-def debug_level() -> int:
-    """$DEBUG as an int (0 when unset)."""
-    return int(os.environ.get("DEBUG", "0") or 0)
 
 
 class DeviceArray:
