@@ -17,7 +17,9 @@ def realize(nodes: list[Node]) -> None:
     pending = [n for n in nodes if not n.realized]
     if not pending:
         return
-    for n in toposort(pending):
+    order = toposort(pending)
+    copied = False
+    for n in order:
         if n.op is Op.LOAD and n.buffer is None:
             raise ShapeOnlyError("this tensor has a shape but no data (it comes from fg.eval_shape); it cannot be "
                                  "computed, printed or converted")
@@ -26,8 +28,10 @@ def realize(nodes: list[Node]) -> None:
             realize([src])
             host = get_device(src.device).to_numpy(src.buffer)
             n.buffer = get_device(n.device).from_numpy(host, n.dtype)
+            copied = True
     by_device: dict[str, list[Node]] = {}
     for n in pending:
         by_device.setdefault(n.device, []).append(n)
     for device, group in by_device.items():
-        get_device(device).realize(group)
+        # the walk above is the device's graph when it is the only device and no copy cut the graph
+        get_device(device).realize(group, None if copied or len(by_device) > 1 else order)

@@ -361,11 +361,12 @@ def _row_groups(order: list[Node], roots: list[Node], boundary: set[int]) -> dic
             if _rows_flow(heads[h], members, boundary - {id(m) for m in members})}
 
 
-def graph_signature(roots: list[Node]) -> tuple[tuple, list[Node]]:
+def graph_signature(roots: list[Node], order: list[Node] | None = None) -> tuple[tuple, list[Node]]:
     """(key, nodes): the structure of the unrealized graph below `roots` as a hashable key (ops, args, shapes, dtypes
     and sources by position; realized nodes are leaves known by shape and dtype, constants and random nodes by
-    everything but their values), and its nodes in key order. Graphs with equal keys schedule alike."""
-    order = toposort(roots)
+    everything but their values), and its nodes in key order (`toposort(roots)`, walked here unless given). Graphs
+    with equal keys schedule alike."""
+    order = toposort(roots) if order is None else order
     number = {id(n): i for i, n in enumerate(order)}
     key = tuple([(n.shape, n.dtype) if n.buffer is not None else (n.op, None if n.op in _VALUE_LEAVES else n.arg,
                  n.shape, n.dtype, tuple([number[id(s)] for s in n.srcs])) for n in order])

@@ -20,7 +20,7 @@ I64 = fg.int64
 
 def forbid_compute(monkeypatch: pytest.MonkeyPatch, device: str = "numpy") -> None:
     """From now on any realization fails the test: shape errors must come while the graph is built."""
-    def refuse(self: Any, nodes: list) -> None:
+    def refuse(self: Any, nodes: list, order: list | None = None) -> None:
         raise AssertionError(f"something was computed: {nodes}")
     monkeypatch.setattr(type(device_registry.get_device(device)), "realize", refuse)
 

@@ -19,7 +19,7 @@ F32, F64, I64, B = fg.float32, fg.float64, fg.int64, fg.bool_
 
 def forbid_compute(monkeypatch: pytest.MonkeyPatch, device: str) -> None:
     """From now on any realization on `device` fails the test."""
-    def refuse(self: Any, nodes: list) -> None:
+    def refuse(self: Any, nodes: list, order: list | None = None) -> None:
         raise AssertionError(f"eval_shape computed something: {nodes}")
     monkeypatch.setattr(type(get_device(device)), "realize", refuse)
 

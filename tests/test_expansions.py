@@ -59,3 +59,14 @@ def test_expansions_under_eval_shape_and_jit() -> None:
     want = torch.nn.functional.gelu(torch.from_numpy(x)).sum().item()
     for _ in range(3):
         assert step(fg.tensor(x)).item() == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("pick", [0, 1])
+def test_an_expansion_may_return_an_operand_or_repeat_a_subgraph(pick: int) -> None:
+    rng = np.random.default_rng(pick)
+    for _ in range(2):  # the first call records the recipe, the second copies it
+        a, b = (fg.tensor(rng.standard_normal((3, 4)).astype(np.float32)) for _ in range(2))
+        assert expansions.expand(lambda a, b: (a, b)[pick], (a, b))._node is (a, b)[pick]._node
+        got = expansions.expand(lambda a, b: (a * b) + (a * b).exp() * pick, (a, b))  # a*b twice: two nodes
+        ta, tb = torch.from_numpy(a.numpy()), torch.from_numpy(b.numpy())
+        np.testing.assert_allclose(got.numpy(), (ta * tb + (ta * tb).exp() * pick).numpy(), rtol=1e-6)

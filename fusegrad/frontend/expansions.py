@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 MAX_EXPANSIONS = 256
-_TEMPLATES: OrderedDict[tuple, tuple[list[Node], list[Node]] | None] = OrderedDict()
+# a step of a recipe: a node made as it is (realized ones), or (op, source positions, arg, shape, dtype, device)
+Step = Node | tuple
+_RECIPES: OrderedDict[tuple, tuple[list[Step], int] | None] = OrderedDict()
 
 
 def _key(fn: Callable[..., Tensor], srcs: tuple[Tensor, ...]) -> tuple | None:
@@ -32,13 +34,21 @@ def _key(fn: Callable[..., Tensor], srcs: tuple[Tensor, ...]) -> tuple | None:
     return key
 
 
-def _template(fn: Callable[..., Tensor], srcs: tuple[Tensor, ...]) -> tuple[list[Node], list[Node]] | None:
-    """(placeholders, nodes in order) of fn over shape-only stand-ins; None if it draws random numbers (a copy would
-    repeat the seed)."""
+def _recipe(fn: Callable[..., Tensor], srcs: tuple[Tensor, ...]) -> tuple[list[Step], int] | None:
+    """(steps, result's position): fn's graph over shape-only stand-ins as steps that number its nodes from 0 (the
+    operands) on; None if it draws random numbers (a copy would repeat the seed)."""
     from .tensor import Tensor
     holes = [source_node(Op.LOAD, None, s.shape, s.dtype, s.device) for s in srcs]
     nodes = toposort([fn(*[Tensor(h) for h in holes])._node])
-    return None if any(n.op is Op.RAND for n in nodes) else (holes, nodes)
+    if any(n.op is Op.RAND for n in nodes):
+        return None
+    at = {id(h): i for i, h in enumerate(holes)}
+    steps: list[Step] = []
+    for n in nodes:
+        if id(n) not in at:
+            at[id(n)] = len(holes) + len(steps)
+            steps.append(n if n.realized else (n.op, [at[id(s)] for s in n.srcs], n.arg, n.shape, n.dtype, n.device))
+    return steps, at[id(nodes[-1])]
 
 
 def expand(fn: Callable[..., Tensor], srcs: tuple[Tensor, ...]) -> Tensor:
@@ -47,18 +57,20 @@ def expand(fn: Callable[..., Tensor], srcs: tuple[Tensor, ...]) -> Tensor:
     key = _key(fn, srcs) if grad_mode._state["trace"] is None else None  # fg.jit sees every read as it happens
     if key is None:
         return fn(*srcs)
-    if key not in _TEMPLATES:
-        _TEMPLATES[key] = _template(fn, srcs)
-        if len(_TEMPLATES) > MAX_EXPANSIONS:
-            _TEMPLATES.popitem(last=False)
-    template = _TEMPLATES[key]
-    _TEMPLATES.move_to_end(key)
-    if template is None:
+    if key not in _RECIPES:
+        _RECIPES[key] = _recipe(fn, srcs)
+        if len(_RECIPES) > MAX_EXPANSIONS:
+            _RECIPES.popitem(last=False)
+    recipe = _RECIPES[key]
+    _RECIPES.move_to_end(key)
+    if recipe is None:
         return fn(*srcs)
-    holes, nodes = template
-    copies: dict[int, Node] = {id(h): s._node for h, s in zip(holes, srcs)}
-    for n in nodes:
-        if id(n) not in copies:
-            copies[id(n)] = n if n.realized else Node(n.op, tuple([copies[id(s)] for s in n.srcs]), n.arg, n.shape,
-                                                      n.dtype, n.device)
-    return Tensor(copies[id(nodes[-1])])
+    steps, result = recipe
+    built = [s._node for s in srcs]
+    for step in steps:
+        if isinstance(step, Node):
+            built.append(step)
+        else:
+            op, at, arg, shape, dtype, device = step
+            built.append(Node(op, tuple([built[i] for i in at]), arg, shape, dtype, device))
+    return Tensor(built[result])

@@ -161,14 +161,14 @@ class CpuDevice(Device):
         """A copy of the buffer's array."""
         return buffer.handle.copy()
 
-    def realize(self, nodes: list[Node]) -> None:
+    def realize(self, nodes: list[Node], order: list[Node] | None = None) -> None:
         """Schedule, compile every kernel of this realize in one translation unit, then run them in order."""
         if self.fallback is not None:
             self.fallback.realize(nodes)
             for n in nodes:
                 n.buffer.device = self.name
             return
-        key, order = graph_signature(nodes)
+        key, order = graph_signature(nodes, order)
         plan = _PLANS.get(key)
         if plan is None:
             items = schedule_kernels(nodes, row_kernels=True)

@@ -86,7 +86,7 @@ class CudaDevice(GpuDevice):
             self._cublas = Cublas(self.stream_handle)
         return self._cublas
 
-    def realize(self, nodes: list) -> None:
+    def realize(self, nodes: list, order: list | None = None) -> None:
         """Make the context current on this thread, then run the shared realize loop."""
         _ok(self.cu.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
         super().realize(nodes)

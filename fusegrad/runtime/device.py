@@ -42,8 +42,9 @@ class Device(ABC):
         """Copy a buffer back to the host (a fresh array the caller may keep)."""
 
     @abstractmethod
-    def realize(self, nodes: list[Node]) -> None:
-        """Compute every node in `nodes` and set its `.buffer`; sources already realized are read as they are."""
+    def realize(self, nodes: list[Node], order: list[Node] | None = None) -> None:
+        """Compute every node in `nodes` and set its `.buffer`; sources already realized are read as they are.
+        `order` is `toposort(nodes)` when the caller has already walked the graph."""
 
 
 _FACTORIES: dict[str, Callable[[], Device]] = {}

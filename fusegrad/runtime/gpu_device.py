@@ -157,7 +157,7 @@ class GpuDevice(Device):
         if dtype == float64 and not self.fp64:
             raise TypeError(f"device {self.name!r} has no double precision (float64)")
 
-    def realize(self, nodes: list[Node]) -> None:
+    def realize(self, nodes: list[Node], order: list[Node] | None = None) -> None:
         """Schedule, compile what is new as one program, run every item in order, then check the error flags."""
         items = schedule_kernels(nodes)
         boundary = {id(item.out) for item in items}

@@ -114,7 +114,7 @@ class NumpyDevice(Device):
         """A copy of the buffer's array."""
         return buffer.handle.copy()
 
-    def realize(self, nodes: list[Node]) -> None:
+    def realize(self, nodes: list[Node], order: list[Node] | None = None) -> None:
         """Interpret the graph under `nodes` once, keeping intermediates only until the roots are done."""
         values: dict[int, np.ndarray] = {}
         with np.errstate(all="ignore"):  # inf/nan are values here, not errors, as in PyTorch
