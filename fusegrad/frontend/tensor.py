@@ -244,7 +244,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
         realize([t._node for t in tensors])
         for t in tensors:  # drop the computed graph so its intermediates can be freed
             if t._node.op is not Op.LOAD:
-                loaded = source_node(Op.LOAD, t._node.buffer, t.shape, t.dtype, t.device)
+                loaded = Node(Op.LOAD, (), t._node.buffer, t.shape, t.dtype, t.device)
                 loaded.buffer = t._node.buffer
                 t._node = loaded
         return self

@@ -48,6 +48,13 @@ def _one_thread_after_fork() -> None:
 os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
+def _address(buffer: Buffer) -> int:
+    """The host address of a buffer's data (asking numpy costs a microsecond; parameters are read every step)."""
+    if buffer.address is None:
+        buffer.address = buffer.handle.ctypes.data
+    return buffer.address
+
+
 def _operand(node: Node) -> np.ndarray:
     """A MATMUL operand as an array over its buffer: a strided view when one exists, no copy."""
     found = strided_view(node)
@@ -82,35 +89,63 @@ _KERNELS: OrderedDict[tuple, _Compiled] = OrderedDict()
 MAX_CACHED_KERNELS = 4096
 
 
-class _Launch:
-    """One call of a compiled kernel: its item, the node it computes, its code, and the leaves (CONST and RAND nodes)
-    whose values are its launch arguments."""
+class _Step:
+    """One item of a plan, by node position in the graph's `toposort`: the node it computes (`out`), what it reads
+    (`inputs`), and how: a view of its input's buffer at `offset`, a MATMUL through BLAS (`compiled` None), or a
+    compiled kernel whose launch arguments are the values of its CONST and RAND nodes (`leaves`)."""
 
-    def __init__(self, item: ScheduleItem, value: Node, compiled: _Compiled, leaves: list[Node]):
-        self.item, self.value, self.compiled, self.leaves = item, value, compiled, leaves
-        self.args = _pack_args(launch_args(leaves))
+    __slots__ = ("kind", "out", "inputs", "offset", "compiled", "leaves")
+
+    def __init__(self, kind: str, out: int, inputs: list[int], offset: int, compiled: _Compiled | None,
+                 leaves: list[int]):
+        self.kind, self.out, self.inputs, self.offset, self.compiled, self.leaves = \
+            kind, out, inputs, offset, compiled, leaves
 
 
 class _Plan:
-    """The schedule of one graph structure (`graph_signature`), by node position: a repeated eager call of the same
-    graph (every training step, every call of an op on same-shaped inputs) skips scheduling and kernel signatures."""
+    """The schedule of one graph structure (`graph_signature`) with its compiled kernels, by node position: a
+    repeated eager call of the same graph (every training step, every call of an op on same-shaped inputs) runs
+    it over its own nodes without scheduling, kernel signatures or lookups."""
 
     __slots__ = ("steps",)
 
-    def __init__(self, items: list[ScheduleItem], launches: list[_Launch | None], order: list[Node]):
+    def __init__(self, items: list[ScheduleItem], order: list[Node]):
         at = {id(n): i for i, n in enumerate(order)}
-        self.steps = [(i.kind, at[id(i.out)], [at[id(n)] for n in i.inputs], i.offset, [at[id(n)] for n in i.rows],
-                       None if k is None else (k.compiled.key, [at[id(n)] for n in k.leaves]))
-                      for i, k in zip(items, launches)]
+        self.steps = []
+        for item in items:
+            if item.kind != "kernel":
+                self.steps.append(_Step(item.kind, at[id(item.out)], [at[id(n)] for n in item.inputs], item.offset,
+                                        None, []))
+                continue
+            if item.out.op is Op.ASSIGN:  # compute the value, then copy it into the target buffer
+                value = item.out.srcs[1]
+                item = ScheduleItem(value, "kernel", kernel_inputs(value, {id(n) for n in item.inputs}), rows=item.rows)
+            key, leaves = kernel_signature(item)
+            compiled = _KERNELS.get(key)
+            if compiled is None:
+                name, source, kernel = compile_kernel(item)
+                compiled = _Compiled(name, source, kernel.uses_error_flag, kernel.gathers)
+                compiled.key = key
+                compiled.nargs = len(kernel.params) + (1 if kernel.args else 0)
+            else:
+                _KERNELS.move_to_end(key)
+            self.steps.append(_Step("kernel", at[id(item.out)], [at[id(n)] for n in item.inputs], 0, compiled,
+                                    [at[id(n)] for n in leaves]))
+        fresh = [c for c in self.compiled() if c.fn is None]
+        if fresh:
+            sources = {c.name: c.source for c in fresh}  # two structures may print the same function
+            lib = compile_library(PRELUDE + "\n".join(sources.values()), list(sources))
+            for c in fresh:
+                c.fn = getattr(lib, c.name)
+                c.fn.restype = None
+                c.fn.argtypes = [ctypes.c_void_p] * c.nargs
+                _KERNELS[c.key] = c
+                if len(_KERNELS) > MAX_CACHED_KERNELS:
+                    _KERNELS.popitem(last=False)
 
-    def items(self, order: list[Node]) -> list[ScheduleItem]:
-        """The schedule items over this call's nodes."""
-        return [ScheduleItem(order[out], kind, [order[n] for n in inputs], offset, [order[n] for n in rows])
-                for kind, out, inputs, offset, rows, _ in self.steps]
-
-    def kernels(self, order: list[Node]) -> list[tuple[tuple, list[Node]] | None]:
-        """Each item's kernel signature (key, leaves) over this call's nodes; None for matmul and view items."""
-        return [None if k is None else (k[0], [order[n] for n in k[1]]) for *_, k in self.steps]
+    def compiled(self) -> list[_Compiled]:
+        """The kernels the plan launches, in order."""
+        return [step.compiled for step in self.steps if step.compiled is not None]
 
 
 _PLANS: OrderedDict[tuple, _Plan] = OrderedDict()
@@ -127,6 +162,8 @@ def compile_kernel(item: ScheduleItem) -> tuple[str, str, ir.Kernel]:
 
 def _pack_args(values: list[bool | int | float]) -> np.ndarray:
     """Launch arguments as 8-byte slots (the C side's `fg_arg` union): floats as double, integers as int64 bits."""
+    if all(type(v) is float for v in values):  # the common case (and no arguments at all): no per-value loop
+        return np.array(values, np.float64)
     slots = np.zeros(len(values), np.float64)
     as_int = slots.view(np.int64)
     for i, v in enumerate(values):
@@ -171,71 +208,39 @@ class CpuDevice(Device):
         key, order = graph_signature(nodes, order)
         plan = _PLANS.get(key)
         if plan is None:
-            items = schedule_kernels(nodes, row_kernels=True)
-            launches = [self._prepare(item) for item in items]
-            _PLANS[key] = _Plan(items, launches, order)
+            plan = _PLANS[key] = _Plan(schedule_kernels(nodes, row_kernels=True), order)
             if len(_PLANS) > MAX_CACHED_PLANS:
                 _PLANS.popitem(last=False)
         else:
             _PLANS.move_to_end(key)
-            items = plan.items(order)
-            launches = [self._prepare(item, kernel) for item, kernel in zip(items, plan.kernels(order))]
-        fresh = [k.compiled for k in launches if k is not None and k.compiled.fn is None]
-        if fresh:
-            sources = {c.name: c.source for c in fresh}  # two structures may print the same function
-            lib = compile_library(PRELUDE + "\n".join(sources.values()), list(sources))
-            for c in fresh:
-                c.fn = getattr(lib, c.name)
-                c.fn.restype = None
-                c.fn.argtypes = [ctypes.c_void_p] * c.nargs
-                _KERNELS[c.key] = c
-                if len(_KERNELS) > MAX_CACHED_KERNELS:
-                    _KERNELS.popitem(last=False)
         debug = debug_level()
         if debug >= 3:
-            print("\n".join({k.compiled.name: k.compiled.source for k in launches if k}.values()), file=sys.stderr)
+            print("\n".join({c.name: c.source for c in plan.compiled()}.values()), file=sys.stderr)
         start = time.perf_counter()
-        for item, launch in zip(items, launches):
+        for step in plan.steps:
             t0 = time.perf_counter()
-            self._run(item, launch)
+            self._run(step, order)
             if debug >= 2:
                 dt = time.perf_counter() - t0
-                nbytes = item.out.buffer.handle.nbytes + sum(i.buffer.handle.nbytes for i in item.inputs if i.realized)
-                print(f"  {item.kind:6s} {item.out.op.name:10s} {str(item.out.shape):18s} {dt * 1e6:9.1f} us "
+                out = order[step.out]
+                nbytes = out.buffer.handle.nbytes + sum(order[i].buffer.handle.nbytes for i in step.inputs
+                                                        if order[i].realized)
+                print(f"  {step.kind:6s} {out.op.name:10s} {str(out.shape):18s} {dt * 1e6:9.1f} us "
                       f"{nbytes / max(dt, 1e-9) / 1e9:7.2f} GB/s", file=sys.stderr)
-        if debug >= 1 and items:
-            launched = sum(i.kind != "view" for i in items)
+        if debug >= 1 and plan.steps:
+            launched = sum(step.kind != "view" for step in plan.steps)
             print(f"realize: {launched} kernels in {(time.perf_counter() - start) * 1e3:.3f} ms", file=sys.stderr)
 
-    def _prepare(self, item: ScheduleItem, signature: tuple[tuple, list[Node]] | None = None) -> _Launch | None:
-        """The launch of a kernel item (None for matmul and view items): cached code, fresh launch arguments.
-        `signature` is the item's `kernel_signature` when a cached plan already knows it."""
-        if item.kind != "kernel":
-            return None
-        value = item.out.srcs[1] if item.out.op is Op.ASSIGN else item.out
-        if value is not item.out:  # ASSIGN: compute the value, then copy it into the target buffer
-            item = ScheduleItem(value, "kernel", kernel_inputs(value, {id(n) for n in item.inputs}),
-                                rows=item.rows)
-        key, leaves = signature or kernel_signature(item)
-        compiled = _KERNELS.get(key)
-        if compiled is None:
-            name, source, kernel = compile_kernel(item)
-            compiled = _Compiled(name, source, kernel.uses_error_flag, kernel.gathers)
-            compiled.key = key
-            compiled.nargs = len(kernel.params) + (1 if kernel.args else 0)
-        else:
-            _KERNELS.move_to_end(key)
-        return _Launch(item, value, compiled, leaves)
-
-    def _run(self, item: ScheduleItem, launch: _Launch | None) -> None:
-        out = item.out
-        if item.kind == "view":  # a dense block of a buffer: share the memory
-            base = item.inputs[0].buffer.handle
+    def _run(self, step: _Step, order: list[Node]) -> None:
+        out = order[step.out]
+        if step.kind == "view":  # a dense block of a buffer: share the memory
+            base = order[step.inputs[0]].buffer.handle
             handle = base.reshape(out.shape) if base.size == prod(out.shape) else \
-                base.reshape(-1)[item.offset:item.offset + prod(out.shape)].reshape(out.shape)
+                base.reshape(-1)[step.offset:step.offset + prod(out.shape)].reshape(out.shape)
             out.buffer = Buffer(self.name, out.shape, out.dtype, handle)
             return
-        if launch is None:
+        compiled = step.compiled
+        if compiled is None:
             a, b = (_operand(s) for s in out.srcs)
             if out.dtype == float16:
                 result = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
@@ -245,17 +250,19 @@ class CpuDevice(Device):
             out.buffer = Buffer(self.name, out.shape, out.dtype, np.ascontiguousarray(result))
             return
         self.allocations += 1
-        target = _POOL.empty(launch.value.shape, launch.value.dtype.np)
+        value = out.srcs[1] if out.op is Op.ASSIGN else out
+        target = _POOL.empty(value.shape, value.dtype.np)
         args = [target.ctypes.data]
-        args += [n.buffer.handle.ctypes.data for n in launch.item.inputs]
-        err = np.zeros(1, np.int32)
-        if launch.compiled.uses_err:
+        args += [_address(order[i].buffer) for i in step.inputs]
+        err = np.zeros(1, np.int32) if compiled.uses_err else None
+        if err is not None:
             args.append(err.ctypes.data)
-        if len(launch.args):
-            args.append(launch.args.ctypes.data)
-        launch.compiled.fn(*args)
-        if err[0]:
-            dim, size = launch.compiled.gathers[err[0] - 1]
+        if step.leaves:
+            packed = _pack_args(launch_args([order[i] for i in step.leaves]))  # kept alive until the call returns
+            args.append(packed.ctypes.data)
+        compiled.fn(*args)
+        if err is not None and err[0]:
+            dim, size = compiled.gathers[err[0] - 1]
             raise IndexError(f"index out of bounds for dim {dim} with size {size} (while computing a tensor of shape "
                              f"{out.shape})")
         if out.op is Op.ASSIGN:

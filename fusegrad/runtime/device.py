@@ -10,19 +10,23 @@ import numpy as np
 from ..dtype import DType
 from ..graph import Node, Shape
 
+_DEBUG = int(os.environ.get("DEBUG", "0") or 0)  # read once: every realize asks
+
 
 def debug_level() -> int:
-    """$DEBUG as an int (0 when unset): 1 prints kernels and time per realize, 2 each kernel, 3 the source."""
-    return int(os.environ.get("DEBUG", "0") or 0)
+    """$DEBUG as it was when fusegrad was imported, as an int (0 when unset): 1 prints kernels and time per realize,
+    2 each kernel, 3 the source."""
+    return _DEBUG
 
 
 class Buffer:
     """Memory owned by a device: `handle` is whatever that device needs (an ndarray, a pointer, ...)."""
 
-    __slots__ = ("device", "shape", "dtype", "handle")
+    __slots__ = ("device", "shape", "dtype", "handle", "address")
 
     def __init__(self, device: str, shape: Shape, dtype: DType, handle: object):
         self.device, self.shape, self.dtype, self.handle = device, shape, dtype, handle
+        self.address: int | None = None  # the data's host address, for kernels that take pointers: set on first use
 
     def __repr__(self) -> str:
         return f"<Buffer {self.device} {self.shape} {self.dtype.name}>"
