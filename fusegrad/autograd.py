@@ -210,6 +210,7 @@ GRADIENTS: dict[Op, Rule] = {
     Op.CMPEQ: lambda ctx, g: (None, None),
     Op.IDIV: lambda ctx, g: (None, None),
     Op.MOD: _grad_mod,
+    Op.MULADD: lambda ctx, g: (_p(Op.MUL, g, ctx.srcs[1]), _p(Op.MUL, g, ctx.srcs[0]), g),
     Op.WHERE: lambda ctx, g: (None, _where(ctx.srcs[0], g, _zeros(g)), _where(ctx.srcs[0], _zeros(g), g)),
     Op.SUM: lambda ctx, g: (_p(Op.EXPAND, g, arg=ctx.srcs[0].shape),),
     Op.REDUCE_MAX: _grad_reduce_max,

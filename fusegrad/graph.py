@@ -34,6 +34,7 @@ class Op(Enum):
     # elementwise binary / ternary (IDIV truncates and MOD takes the dividend's sign, as in C)
     ADD = auto(); MUL = auto(); MAX = auto(); CMPLT = auto(); CMPEQ = auto()  # noqa: E702
     IDIV = auto(); MOD = auto(); WHERE = auto()  # noqa: E702
+    MULADD = auto()  # a * b + c rounded once (a fused multiply-add: polynomials take half the instructions)
     # reductions over axes (reduced axes keep size 1)
     SUM = auto(); REDUCE_MAX = auto()  # noqa: E702
     # movement: no compute, only a new view of the source
@@ -50,10 +51,10 @@ class Op(Enum):
 
 UNARY = {Op.NEG, Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP}
 BINARY = {Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.IDIV, Op.MOD}
-ELEMENTWISE = UNARY | BINARY | {Op.WHERE, Op.CAST}
+ELEMENTWISE = UNARY | BINARY | {Op.WHERE, Op.CAST, Op.MULADD}
 REDUCE = {Op.SUM, Op.REDUCE_MAX}
 MOVEMENT = {Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP, Op.STRIDE, Op.UNFOLD}
-FLOAT_ONLY = {Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP}
+FLOAT_ONLY = {Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.MULADD}
 INT_ONLY = {Op.IDIV}
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -238,7 +239,7 @@ INFER: dict[Op, Callable[[Op, tuple[Node, ...], Any], tuple[Shape, DType]]] = {
     Op.MATMUL: _infer_matmul, Op.GATHER: _infer_gather, Op.ASSIGN: _infer_assign,
 }
 ARITY = {**{op: 1 for op in UNARY | REDUCE | MOVEMENT | {Op.CAST, Op.COPY}},
-         **{op: 2 for op in BINARY | {Op.MATMUL, Op.GATHER, Op.ASSIGN}}, Op.WHERE: 3}
+         **{op: 2 for op in BINARY | {Op.MATMUL, Op.GATHER, Op.ASSIGN}}, Op.WHERE: 3, Op.MULADD: 3}
 
 
 def make_node(op: Op, srcs: tuple[Node, ...], arg: Any = None) -> Node:

@@ -104,6 +104,7 @@ def _apply(v: ir.Apply, r: list[str]) -> str:
         Op.MOD: lambda: f"fmod{m}({r[0]},{r[1]})" if dtype.is_floating_point else
         f"(({r[1]}==0||{r[1]}==-1)?0:{r[0]}%{r[1]})",
         Op.WHERE: lambda: f"({r[0]}?{r[1]}:{r[2]})",
+        Op.MULADD: lambda: f"fma{m}({r[0]},{r[1]},{r[2]})",  # one rounding; a vfmadd under -march=native
     }
     return table[op]()
 

@@ -40,7 +40,7 @@ class Dialect:
 
 def math_table(float_suffix: str) -> dict[tuple[str, DType], str]:
     """C math names per operand dtype: `exp2f` for float (and float16), `exp2` for double."""
-    names = ("exp2", "log2", "sin", "sqrt", "fmod")
+    names = ("exp2", "log2", "sin", "sqrt", "fmod", "fma")
     out = {}
     for name in names:
         out[(name, float16)] = out[(name, float32)] = name + float_suffix
@@ -321,6 +321,8 @@ class Printer:
             return f"(({r[1]}==0||{r[1]}==-1)?0:{r[0]}%{r[1]})"
         if op is Op.WHERE:
             return f"({r[0]}?{r[1]}:{r[2]})"
+        if op is Op.MULADD:
+            return f"{m[('fma', src)]}({r[0]},{r[1]},{r[2]})"
         raise NotImplementedError(f"no GPU printing for {op.name}")
 
     def stmts(self, stmts: list[ir.Stmt], depth: int) -> list[str]:
@@ -363,7 +365,7 @@ class Printer:
         return f"({b}>{a}?{b}:{a})"
 
 
-ROUNDED_HALF_OPS = {Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.ADD, Op.MUL, Op.MOD}
+ROUNDED_HALF_OPS = {Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.ADD, Op.MUL, Op.MOD, Op.MULADD}
 
 
 def tracks_nan(acc: ir.Ref, op: Op) -> bool:

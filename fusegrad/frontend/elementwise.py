@@ -95,6 +95,11 @@ class ElementwiseMixin(UnaryMixin):
             a, b = b, a
         return a._apply(op, a, b)
 
+    def _muladd(self: Tensor, b: Any, c: Any) -> Tensor:
+        """self * b + c rounded once (the MULADD primitive): a Horner step in one instruction."""
+        x, b, c = self._operands(b, c, op="muladd")
+        return x._apply(Op.MULADD, x, b, c)
+
     def _float_operand(self: Tensor) -> Tensor:
         """Integers and bools become the default float type, as PyTorch does for exp, log, sqrt, ..."""
         return self if self.dtype.is_floating_point else self.cast(dt.default_float)

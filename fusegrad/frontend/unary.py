@@ -236,10 +236,10 @@ ERF_DENOMINATOR = (-1.42647390514189e-02, -7.37332916720468e-03, -1.682826974382
 
 
 def _polynomial(x: Tensor, coefficients: tuple[float, ...]) -> Tensor:
-    """c0 + c1 x + c2 x^2 + ... by Horner's rule."""
-    out = x * coefficients[-1] + coefficients[-2]
+    """c0 + c1 x + c2 x^2 + ... by Horner's rule, each step a fused multiply-add."""
+    out = x._muladd(coefficients[-1], coefficients[-2])
     for c in reversed(coefficients[:-2]):
-        out = out * x + c
+        out = out._muladd(x, c)
     return out
 
 

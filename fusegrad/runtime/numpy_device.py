@@ -9,6 +9,7 @@ import numpy as np
 from ..dtype import DType
 from ..graph import Node, Op, toposort
 from .device import Buffer, Device
+from .exact_fma import fma
 
 
 def _hash32(x: np.ndarray) -> np.ndarray:
@@ -83,6 +84,7 @@ KERNELS: dict[Op, Callable[[Node, list[np.ndarray]], np.ndarray]] = {
     Op.IDIV: lambda n, s: _idiv(*s),
     Op.MOD: lambda n, s: _mod(*s),
     Op.WHERE: lambda n, s: np.where(*s),
+    Op.MULADD: lambda n, s: fma(*s),
     Op.SUM: lambda n, s: _accumulate(_sum)(s[0], axes=n.arg),
     Op.REDUCE_MAX: lambda n, s: np.max(s[0], axis=n.arg, keepdims=True),
     Op.RESHAPE: lambda n, s: s[0].reshape(n.arg),

@@ -13,7 +13,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-OPTIONS = ["--std=c++17"]
+# no multiply-add contraction but the MULADD primitive's (NVRTC contracts by default, the C and OpenCL kernels do not,
+# and a contraction decided by fusion would make a jitted step differ from its eager run)
+OPTIONS = ["--std=c++17", "--fmad=false"]
 
 
 class CudaCompileError(RuntimeError):
