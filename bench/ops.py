@@ -3,10 +3,11 @@
 Run: python bench/ops.py [--device cpu] [--repeat 20] [--only conv] [--threads N] [--clock wall|cpu]
 Prints the median time of each and the ratio fusegrad / torch (below 1.0: fusegrad is faster). fusegrad's time is
 what a user pays per call in eager mode: building the graph, scheduling, launching (compiled kernels are cached
-after the warm-up call) and computing. The two are timed in alternation, so a busy machine slows both alike; the
-`min` column is the ratio of the fastest calls, the least disturbed by other processes. On a shared machine,
-`--threads 1 --clock cpu` compares the work done (process CPU time on one thread), which other processes barely
-disturb.
+after the warm-up calls) and computing. The `jit` column is the same op as an `fg.jit` function (replayed from its
+third call: no graph building or scheduling in the loop) over torch's time. All three are timed in alternation, so
+a busy machine slows them alike; the `min` column is the eager ratio of the fastest calls, the least disturbed by
+other processes. On a shared machine, `--threads 1 --clock cpu` compares the work done (process CPU time on one
+thread), which other processes barely disturb.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # fusegrad from th
 import fusegrad as fg  # noqa: E402
 from fusegrad import nn  # noqa: E402
 
-Case = tuple[str, Callable[[], object], Callable[[], object]]
+# (name, the op as a function of fusegrad tensors, its inputs, the torch call)
+Case = tuple[str, Callable[..., object], tuple, Callable[[], object]]
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -57,55 +59,68 @@ def _conv_cases(name: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], p
     k, tk = _pair(w_shape, device, 5)
     out_shape = tuple(torch.nn.functional.conv2d(timg, tk, padding=padding).shape)
     gy, tgy = _pair(out_shape, device, 6)
-    gimg, gk = img.detach().requires_grad_(), k.detach().requires_grad_()
     tgimg, tgk = timg.clone().requires_grad_(), tk.clone().requires_grad_()
 
-    def fg_train() -> None:
-        gimg.grad = gk.grad = None
-        y = nn.functional.conv2d(gimg, gk, padding=padding)
-        y.backward(gy)
-        y.realize(gimg.grad, gk.grad)
+    def forward(x: fg.Tensor, w: fg.Tensor) -> fg.Tensor:
+        return nn.functional.conv2d(x, w, padding=padding)
+
+    def gradients(x: fg.Tensor, w: fg.Tensor, g: fg.Tensor) -> list[fg.Tensor]:
+        x, w = x.detach().requires_grad_(), w.detach().requires_grad_()
+        return fg.grad(nn.functional.conv2d(x, w, padding=padding), [x, w], g)
 
     def torch_train() -> None:
         tgimg.grad = tgk.grad = None
         with torch.enable_grad():
             torch.nn.functional.conv2d(tgimg, tgk, padding=padding).backward(tgy)
 
-    return [(name, lambda: nn.functional.conv2d(img, k, padding=padding).realize(),
-             lambda: torch.nn.functional.conv2d(timg, tk, padding=padding)),
-            (name + " fwd+bwd", fg_train, torch_train)]
+    return [(name, forward, (img, k), lambda: torch.nn.functional.conv2d(timg, tk, padding=padding)),
+            (name + " fwd+bwd", gradients, (img, k, gy), torch_train)]
 
 
 def cases(device: str) -> list[Case]:
-    """(name, fusegrad call, torch call) for every benchmarked op."""
+    """(name, fusegrad function, its inputs, torch call) for every benchmarked op."""
     out: list[Case] = []
     x, tx = _pair((4 * 1024 * 1024,), device)
-    out.append(("gelu 4M", lambda: x.gelu().realize(), lambda: torch.nn.functional.gelu(tx)))
+    out.append(("gelu 4M", lambda t: t.gelu(), (x,), lambda: torch.nn.functional.gelu(tx)))
     y, ty = _pair((4096, 1024), device, 1)
-    out.append(("sum 4096x1024", lambda: y.sum(-1).realize(), lambda: ty.sum(-1)))
-    out.append(("sum 4096x1024 dim 0", lambda: y.sum(0).realize(), lambda: ty.sum(0)))
-    out.append(("softmax 4096x1024", lambda: y.softmax(-1).realize(), lambda: ty.softmax(-1)))
+    out.append(("sum 4096x1024", lambda t: t.sum(-1), (y,), lambda: ty.sum(-1)))
+    out.append(("sum 4096x1024 dim 0", lambda t: t.sum(0), (y,), lambda: ty.sum(0)))
+    out.append(("softmax 4096x1024", lambda t: t.softmax(-1), (y,), lambda: ty.softmax(-1)))
     w, b = fg.ones(1024, device=device), fg.zeros(1024, device=device)
-    out.append(("layer_norm 4096x1024", lambda: nn.functional.layer_norm(y, (1024,), w, b).realize(),
+    out.append(("layer_norm 4096x1024", lambda t: nn.functional.layer_norm(t, (1024,), w, b), (y,),
                 lambda: torch.nn.functional.layer_norm(ty, (1024,))))
     for n in (256, 1024, 2048):
         a, ta = _pair((n, n), device, 2)
         c, tc = _pair((n, n), device, 3)
-        out.append((f"matmul {n}", lambda a=a, c=c: (a @ c).realize(), lambda ta=ta, tc=tc: ta @ tc))
+        out.append((f"matmul {n}", lambda p, q: p @ q, (a, c), lambda ta=ta, tc=tc: ta @ tc))
     out += _conv_cases("conv2d 32x32x56x56 3x3->64", (32, 32, 56, 56), (64, 32, 3, 3), 1, device)
     out += _conv_cases("conv2d 64x6x14x14 5x5->16", (64, 6, 14, 14), (16, 6, 5, 5), 0, device)  # LeNet-5's second
     return out
 
 
-def measure(f: Callable[[], object], t: Callable[[], object], repeat: int) -> tuple[list[float], list[float]]:
-    """Times of `repeat` calls of each, alternating (after one warm-up call each, which compiles and caches)."""
-    f()
-    t()
-    tf, tt = [], []
+def _realized(result: fg.Tensor | list[fg.Tensor]) -> None:
+    results = result if isinstance(result, (list, tuple)) else [result]
+    results[0].realize(*results[1:])
+
+
+def calls(case: Case) -> tuple[Callable[[], object], Callable[[], object], Callable[[], object]]:
+    """(eager fusegrad, jitted fusegrad, torch) calls of one case."""
+    _, fn, inputs, torch_call = case
+    jitted = fg.jit(fn)
+    return (lambda: _realized(fn(*inputs))), (lambda: _realized(jitted(*inputs))), torch_call
+
+
+def measure(fns: tuple[Callable[[], object], ...], repeat: int) -> list[list[float]]:
+    """Times of `repeat` calls of each, in alternation (after three warm-up calls each: compiling, the jit's
+    capture)."""
+    for _ in range(3):
+        for f in fns:
+            f()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        tf.append(_timed(f))
-        tt.append(_timed(t))
-    return tf, tt
+        for f, t in zip(fns, times):
+            t.append(_timed(f))
+    return times
 
 
 def main() -> None:
@@ -122,14 +137,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.clock} clock")
-    print(f"{'op':36s} {'fusegrad ms':>12s} {'torch ms':>10s} {'ratio':>7s} {'min':>6s}")
+    print(f"{'op':36s} {'fusegrad ms':>12s} {'jit ms':>8s} {'torch ms':>10s} {'ratio':>7s} {'min':>6s} {'jit':>6s}")
     with torch.no_grad():
-        for name, f, t in cases(args.device):
-            if args.only not in name:
+        for case in cases(args.device):
+            if args.only not in case[0]:
                 continue
-            tf, tt = measure(f, t, args.repeat)
-            mf, mt = statistics.median(tf), statistics.median(tt)
-            print(f"{name:36s} {mf * 1e3:12.3f} {mt * 1e3:10.3f} {mf / mt:7.2f} {min(tf) / min(tt):6.2f}", flush=True)
+            tf, tj, tt = measure(calls(case), args.repeat)
+            mf, mj, mt = (statistics.median(t) for t in (tf, tj, tt))
+            print(f"{case[0]:36s} {mf * 1e3:12.3f} {mj * 1e3:8.3f} {mt * 1e3:10.3f} {mf / mt:7.2f} "
+                  f"{min(tf) / min(tt):6.2f} {mj / mt:6.2f}", flush=True)
 
 
 if __name__ == "__main__":
