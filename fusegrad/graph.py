@@ -1,6 +1,7 @@
 """The lazy graph: immutable nodes of primitive ops, with shape and dtype inferred (and checked) at construction."""
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import os
@@ -79,6 +80,11 @@ def prod(xs: Shape) -> int:
 
 
 _SERIALS = itertools.count()
+
+# a training step's graph is tens of thousands of objects alive at once: at Python's default first-generation
+# threshold (700) the collector scans them again and again (15% of an eager GPT step); a user's own setting is kept
+if gc.get_threshold()[0] == 700:
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
 
 
 class Node:
@@ -246,9 +252,9 @@ def make_node(op: Op, srcs: tuple[Node, ...], arg: Any = None) -> Node:
     """Build a node of a computing op: check its operands and infer its shape and dtype."""
     if len(srcs) != ARITY[op]:
         raise TypeError(f"{op.name} takes {ARITY[op]} operands, got {len(srcs)}")
-    devices = {s.device for s in srcs}
-    if len(devices) > 1 and op is not Op.COPY:
-        raise shape_error(f"{op.name}: operands are on different devices {sorted(devices)}; move them with .to()")
+    if len(srcs) > 1 and any(s.device != srcs[0].device for s in srcs):
+        raise shape_error(f"{op.name}: operands are on different devices {sorted({s.device for s in srcs})}; move "
+                          "them with .to()")
     if op is Op.COPY:
         return Node(op, srcs, arg, srcs[0].shape, srcs[0].dtype, arg)
     shape, dtype = INFER[op](op, srcs, arg)

@@ -271,6 +271,12 @@ def test_loop_invariant_values_are_computed_before_the_loop(shape: tuple[int, ..
     np.testing.assert_allclose(y.numpy(), want, rtol=1e-5)
 
 
+def test_import_raises_the_collectors_default_threshold_only(tmp_path: Path) -> None:
+    show = "import gc; {}import fusegrad; print(gc.get_threshold()[0])"
+    assert _run(show.format(""), tmp_path).stdout.strip() == "10000"  # graphs of many nodes: fewer rescans
+    assert _run(show.format("gc.set_threshold(5000); "), tmp_path).stdout.strip() == "5000"  # the user's own kept
+
+
 # ---- the kernel cache: code is keyed by the graph's structure, constants are launch arguments ----
 
 def _count_compiles(monkeypatch: pytest.MonkeyPatch) -> list:
