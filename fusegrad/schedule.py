@@ -32,13 +32,14 @@ class ScheduleItem:
                 f"{rows}>")
 
 
-def strided_view(node: Node) -> tuple[Node, View] | None:
-    """If `node` is movement ops over a realized buffer expressible as one unmasked View, that buffer and View."""
+def strided_view(node: Node, ready: set[int] = frozenset()) -> tuple[Node, View] | None:
+    """If `node` is movement ops over a realized buffer expressible as one unmasked View, that buffer and View.
+    Nodes in `ready` (ids) count as realized: outputs of earlier items, when planning before anything runs."""
     chain = []
-    while not node.realized and node.op in MOVEMENT:
+    while not node.realized and id(node) not in ready and node.op in MOVEMENT:
         chain.append(node)
         node = node.srcs[0]
-    if not node.realized:
+    if not node.realized and id(node) not in ready:
         return None
     view: View | None = View.contiguous(node.shape)
     for n in reversed(chain):

@@ -22,7 +22,7 @@ from ..codegen.lower import CPU, kernel_signature, launch_args, lower
 from ..dtype import DType, float16
 from ..graph import Node, Op, prod
 from ..schedule import ScheduleItem, graph_signature, kernel_inputs, schedule_kernels, strided_view
-from ..view import matrix_layout
+from ..view import View, matrix_layout
 from .blas import matmul_into
 from .blas_threads import share_threads_with_blas
 from .compiler import compile_library, find_compiler, warn_no_compiler
@@ -55,13 +55,11 @@ def _address(buffer: Buffer) -> int:
     return buffer.address
 
 
-def _operand(node: Node) -> np.ndarray:
-    """A MATMUL operand as an array over its buffer: a strided view when one exists, no copy."""
-    found = strided_view(node)
-    if found is None:
-        return node.buffer.handle
-    base, view = found
-    flat = base.buffer.handle.reshape(-1)
+def _strided(handle: np.ndarray, view: View | None) -> np.ndarray:
+    """A MATMUL operand over a buffer's array: `view` of it without a copy (None: the array itself)."""
+    if view is None:
+        return handle
+    flat = handle.reshape(-1)
     item = flat.itemsize
     array = np.lib.stride_tricks.as_strided(flat[view.offset:], view.shape, tuple(s * item for s in view.strides),
                                             writeable=False)
@@ -94,12 +92,20 @@ class _Step:
     (`inputs`), and how: a view of its input's buffer at `offset`, a MATMUL through BLAS (`compiled` None), or a
     compiled kernel whose launch arguments are the values of its CONST and RAND nodes (`leaves`)."""
 
-    __slots__ = ("kind", "out", "inputs", "offset", "compiled", "leaves")
+    __slots__ = ("kind", "out", "inputs", "offset", "compiled", "leaves", "operands")
 
     def __init__(self, kind: str, out: int, inputs: list[int], offset: int, compiled: _Compiled | None,
-                 leaves: list[int]):
+                 leaves: list[int], operands: list[tuple[int, View | None]] | None = None):
         self.kind, self.out, self.inputs, self.offset, self.compiled, self.leaves = \
             kind, out, inputs, offset, compiled, leaves
+        self.operands = operands  # a MATMUL's: (position of the buffer it reads, the view it reads it through)
+
+
+def _operand_view(node: Node, at: dict[int, int], ready: set[int]) -> tuple[int, View | None]:
+    """(position, view): where a MATMUL operand's data is, and the strided view that reads it (None: as it is);
+    `ready`: the nodes earlier items compute."""
+    found = strided_view(node, ready)
+    return (at[id(node)], None) if found is None else (at[id(found[0])], found[1])
 
 
 class _Plan:
@@ -112,10 +118,13 @@ class _Plan:
     def __init__(self, items: list[ScheduleItem], order: list[Node]):
         at = {id(n): i for i, n in enumerate(order)}
         self.steps = []
+        ready: set[int] = set()
         for item in items:
+            ready.add(id(item.out))
             if item.kind != "kernel":
+                operands = [_operand_view(s, at, ready) for s in item.out.srcs] if item.kind == "matmul" else None
                 self.steps.append(_Step(item.kind, at[id(item.out)], [at[id(n)] for n in item.inputs], item.offset,
-                                        None, []))
+                                        None, [], operands))
                 continue
             if item.out.op is Op.ASSIGN:  # compute the value, then copy it into the target buffer
                 value = item.out.srcs[1]
@@ -241,7 +250,7 @@ class CpuDevice(Device):
             return
         compiled = step.compiled
         if compiled is None:
-            a, b = (_operand(s) for s in out.srcs)
+            a, b = (_strided(order[at].buffer.handle, view) for at, view in step.operands)
             if out.dtype == float16:
                 result = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
             else:
