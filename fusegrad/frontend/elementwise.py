@@ -44,6 +44,10 @@ def promote(items: list[Any], op: str, like: Tensor, dtype: dt.DType | None = No
     """Tensors and scalars promoted to one dtype (PyTorch's rules) and broadcast to one shape; `like` makes consts."""
     from .tensor import Tensor
     tensors = [x for x in items if isinstance(x, Tensor)]
+    if dtype is None and len(tensors) == len(items):  # tensors alike in dtype, shape and device: nothing to do
+        d, s, dev = tensors[0].dtype, tensors[0].shape, tensors[0].device
+        if all(x.dtype is d and x.shape == s and x.device == dev for x in tensors):
+            return tensors
     if len(tensors) < len(items):
         for x in items:
             if not isinstance(x, Tensor) and not _is_scalar(x):
