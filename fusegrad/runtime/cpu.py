@@ -105,7 +105,10 @@ def _operand_view(node: Node, at: dict[int, int], ready: set[int]) -> tuple[int,
     """(position, view): where a MATMUL operand's data is, and the strided view that reads it (None: as it is);
     `ready`: the nodes earlier items compute."""
     found = strided_view(node, ready)
-    return (at[id(node)], None) if found is None else (at[id(found[0])], found[1])
+    if found is None:
+        return at[id(node)], None
+    base, view = found
+    return at[id(base)], None if view == View.contiguous(base.shape) else view  # a whole buffer: its array
 
 
 class _Plan:
