@@ -158,6 +158,9 @@ def _byte_offsets(shape: tuple[int, ...], *arrays: np.ndarray) -> np.ndarray:
     return np.stack([np.asarray(x.strides[:len(shape)], np.int64) @ grid for x in arrays], axis=1)
 
 
+_ONE_MATRIX = np.zeros((1, 3), np.int64)  # the offsets of a product without batch dims
+
+
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = a @ b (batch dims already broadcast alike, out contiguous) with the BLAS compiled steps call, so eager
     and replayed products round alike; numpy.matmul where that BLAS is NumPy's own or can't read the operands."""
@@ -173,7 +176,7 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     if la is None or lb is None or address is None or any(s % item for s in a.strides + b.strides) or \
             out.size == 0 or k == 0:
         return np.matmul(a, b, out=out)
-    offsets = _byte_offsets(out.shape[:-2], a, b, out)
+    offsets = _byte_offsets(out.shape[:-2], a, b, out) if out.ndim > 2 else _ONE_MATRIX
     getattr(_batched(), BATCHED[out.dtype])(address, la[0], lb[0], m, n, k, a.ctypes.data, la[1], b.ctypes.data,
                                             lb[1], out.ctypes.data, offsets.ctypes.data, len(offsets))
     return out
