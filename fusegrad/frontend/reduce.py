@@ -58,6 +58,8 @@ class ReduceMixin:
     def _axes(self: Tensor, dim: int | Sequence[int] | None) -> tuple[int, ...]:
         if dim is None:
             return tuple(range(self.ndim))
+        if isinstance(dim, int) and self.ndim:  # the common case: one dim
+            return (self._dim(dim),)
         dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
         axes = tuple(sorted({self._dim(d) for d in dims})) if self.ndim else ()
         if len(axes) != len(dims) and self.ndim:
@@ -67,7 +69,9 @@ class ReduceMixin:
     def _reduce(self: Tensor, op: Op, dim: int | Sequence[int] | None, keepdim: bool) -> Tensor:
         axes = self._axes(dim)
         out = self._apply(op, self, arg=axes) if axes else self
-        return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+        if keepdim or not axes:
+            return out
+        return out._apply(Op.RESHAPE, out, arg=tuple(s for i, s in enumerate(self.shape) if i not in axes))
 
     def _count(self: Tensor, dim: int | Sequence[int] | None) -> int:
         return math.prod(self.shape[a] for a in self._axes(dim))
