@@ -154,11 +154,10 @@ def _batched() -> ctypes.CDLL:
 
 def _byte_offsets(shape: tuple[int, ...], *arrays: np.ndarray) -> np.ndarray:
     """(count, len(arrays)) byte offsets of every batch matrix of each array, row-major over `shape`."""
-    grid = np.indices(shape, dtype=np.int64).reshape(len(shape), -1) if shape else np.zeros((0, 1), np.int64)
+    if not shape:  # one matrix each, at offset 0: no index grid
+        return np.zeros((1, len(arrays)), np.int64)
+    grid = np.indices(shape, dtype=np.int64).reshape(len(shape), -1)
     return np.stack([np.asarray(x.strides[:len(shape)], np.int64) @ grid for x in arrays], axis=1)
-
-
-_ONE_MATRIX = np.zeros((1, 3), np.int64)  # the offsets of a product without batch dims
 
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -176,7 +175,7 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     if la is None or lb is None or address is None or any(s % item for s in a.strides + b.strides) or \
             out.size == 0 or k == 0:
         return np.matmul(a, b, out=out)
-    offsets = _byte_offsets(out.shape[:-2], a, b, out) if out.ndim > 2 else _ONE_MATRIX
+    offsets = _byte_offsets(out.shape[:-2], a, b, out)
     getattr(_batched(), BATCHED[out.dtype])(address, la[0], lb[0], m, n, k, a.ctypes.data, la[1], b.ctypes.data,
                                             lb[1], out.ctypes.data, offsets.ctypes.data, len(offsets))
     return out

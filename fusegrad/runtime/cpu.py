@@ -48,7 +48,7 @@ def _one_thread_after_fork() -> None:
 os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
-def _address(buffer: Buffer) -> int:
+def _host_address(buffer: Buffer) -> int:
     """The host address of a buffer's data (asking numpy costs a microsecond; parameters are read every step)."""
     if buffer.address is None:
         buffer.address = buffer.handle.ctypes.data
@@ -265,7 +265,7 @@ class CpuDevice(Device):
         value = out.srcs[1] if out.op is Op.ASSIGN else out
         target = _POOL.empty(value.shape, value.dtype.np)
         args = [target.ctypes.data]
-        args += [_address(order[i].buffer) for i in step.inputs]
+        args += [_host_address(order[i].buffer) for i in step.inputs]
         err = np.zeros(1, np.int32) if compiled.uses_err else None
         if err is not None:
             args.append(err.ctypes.data)
