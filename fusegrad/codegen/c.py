@@ -32,19 +32,19 @@ double log2(double);
 #pragma omp declare simd notinbranch
 double sin(double);
 #endif
-/* libmvec's vector exp2f runs scalar exp2f on all 16 lanes when one is below -126 (a masked -inf in a softmax, an
-   underflow): such lanes are shifted up by 32 and scaled back exactly, and those at or below -150 (result 0) are
-   multiplied by 0, so no product underflows. Integer arithmetic on the bits, not float selects: GCC's PRE turns a
-   selected argument into two calls, and a branch around the call stops vectorization. */
+/* 2^x = 2^n * 2^f with n = rint(x), |f| <= 1/2: Cephes' degree-6 polynomial by fmaf (under 1 ulp) and 2^n as two
+   normal factors, so a subnormal result is rounded once. Branchless, so loops calling it vectorize; libmvec's exp2f
+   is half as fast and computes all 16 lanes in scalar code when one lane is below -126 (a softmax's masked -inf). */
 typedef union { float f; uint32_t u; } fg_bits32;
 static inline float fg_exp2f(float x) {
-  fg_bits32 v = {x}, shifted, scale;
-  uint32_t clamped = v.u < 0xC3160000u ? v.u : 0xC3160000u;  /* -150.0f; negative floats compare reversed as bits */
-  v.u = v.u > 0xFF800000u ? v.u : clamped;  /* a negative NaN passes through */
-  shifted.f = v.f + 125.0f;
-  uint32_t low = shifted.u >> 31;  /* 1 below -125 */
-  scale.u = (0x3F800000u - low * 0x10000000u) * (uint32_t)(v.u != 0xC3160000u);  /* 1, 2^-32 or 0 */
-  return exp2f(v.f + 32.0f * (float)low) * scale.f;
+  float c = x < -151.0f ? -151.0f : (x > 129.0f ? 129.0f : x);  /* 2^c rounds as 2^x does; a NaN stays */
+  float n = rintf(c), f = c - n;
+  float p = fmaf(fmaf(fmaf(fmaf(fmaf(fmaf(1.535336188319500e-4f, f, 1.339887440266574e-3f), f,
+            9.618437357674640e-3f), f, 5.550332471162809e-2f), f, 2.402264791363012e-1f), f,
+            6.931472028550421e-1f), f, 1.0f);
+  int32_t k = (int32_t)(n == n ? n : 0.0f), half = k >> 1;  /* a NaN's exponent does not matter: p is NaN */
+  fg_bits32 a = {.u = (uint32_t)(half + 127) << 23}, b = {.u = (uint32_t)(k - half + 127) << 23};
+  return p * a.f * b.f;
 }
 static inline uint32_t fg_hash32(uint32_t x) {
   x ^= x >> 16; x *= 0x7FEB352Du; x ^= x >> 15; x *= 0x846CA68Bu; return x ^ (x >> 16);

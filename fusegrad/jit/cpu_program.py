@@ -21,7 +21,7 @@ from ..codegen.c import C_TYPES, COMPUTE, PRELUDE, render_c
 from ..codegen.lower import CPU, lower
 from ..dtype import float32, float64
 from ..graph import Node, Op, source_node
-from ..runtime.blas import ROW_MAJOR, blas_layout, blas_threads_setter, cblas_gemm
+from ..runtime.blas import ROW_MAJOR, blas_layout, blas_threads_setter, cblas_gemm, gemm_threads
 from ..runtime.compiler import compile_library
 from ..runtime.cpu import _pack_args
 from ..runtime.device import Buffer, debug_level
@@ -29,7 +29,6 @@ from ..schedule import ScheduleItem, schedule_kernels, strided_view
 from .memory_plan import Lifetime, MemoryPlan, plan_arena
 from .trace import Captured
 
-SINGLE_THREAD_GEMM = 1 << 20  # multiply-adds below which one BLAS thread beats two (measured: MLP, LeNet, GPT steps)
 GEMM_TYPES = {float32: "fg_sgemm_t", float64: "fg_dgemm_t"}
 SPLIT_K_MAX_OUTPUTS, SPLIT_K_MIN_K = 4096, 2048  # products this small and this long split k between the threads
 THREADS = min(len(os.sched_getaffinity(0)), 8) if hasattr(os, "sched_getaffinity") else min(os.cpu_count() or 1, 8)
@@ -370,7 +369,7 @@ class CpuProgram:
                              f"part[c], {n}); }}\nfor (int64_t e = 0; e < {m * n}; e++) {{ {t} s = part[0][e]; "
                              f"for (int c = 1; c < {parts}; c++) s += part[c][e]; {c_at}[e] = s; }}")
                 return "  " + " ".join(loops) + " { " + " ".join(lines) + " }"
-            small = m * n * k < SINGLE_THREAD_GEMM
+            small = gemm_threads(m, n, k) == 1
             if batch and small and int(np.prod(batch)) >= THREADS > 1:  # attention's heads: one matrix per thread
                 call = (f"(({gemm}){fn})({ROW_MAJOR}, {la[0]}, {lb[0]}, {m}, {n}, {k}, 1.0, {a_at}, {la[1]}, "
                         f"{b_at}, {lb[1]}, 0.0, {c_at}, {n});")

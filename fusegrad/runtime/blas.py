@@ -108,6 +108,15 @@ def cblas_gemm(dtype: DType) -> int | None:
     return _address(name, LIBRARIES[name].gemm.get(dtype, ())) if name else None
 
 
+SINGLE_THREAD_GEMM = 1 << 20  # multiply-adds below which one BLAS thread beats two (measured: MLP, LeNet, GPT steps)
+
+
+def gemm_threads(m: int, n: int, k: int) -> int:
+    """BLAS threads for one (m, n, k) product, 0 = the BLAS's default. Eager and compiled steps both follow it: a
+    BLAS may sum in another order on another number of threads (MKL does)."""
+    return 1 if m * n * k < SINGLE_THREAD_GEMM else 0
+
+
 def blas_threads_setter() -> int | None:
     """Address of the BLAS's per-thread thread count setter (`int f(int)`, 0 = the default), or None. Small
     products run on one thread: waking BLAS threads costs more than they save there."""
@@ -128,7 +137,8 @@ BATCHED_SOURCE = """#include <stdint.h>
 typedef void (*name##_t)(int, int, int, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*, \\
                          int64_t); \\
 void name(void* gemm, int ta, int tb, int64_t m, int64_t n, int64_t k, const char* a, int64_t lda, const char* b, \\
-          int64_t ldb, char* c, const int64_t* offsets, int64_t count) { \\
+          int64_t ldb, char* c, const int64_t* offsets, int64_t count, void* threads, int nthreads) { \\
+  if (threads) ((int (*)(int))threads)(nthreads); \\
   for (int64_t i = 0; i < count; i++) \\
     ((name##_t)gemm)(101, ta, tb, m, n, k, 1, (const T*)(a + offsets[3 * i]), lda, \\
                      (const T*)(b + offsets[3 * i + 1]), ldb, 0, (T*)(c + offsets[3 * i + 2]), n); \\
@@ -148,7 +158,7 @@ def _batched() -> ctypes.CDLL:
         fn.restype = None
         fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int] + [ctypes.c_int64] * 3 + \
             [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-             ctypes.c_int64]
+             ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     return lib
 
 
@@ -177,5 +187,6 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         return np.matmul(a, b, out=out)
     offsets = _byte_offsets(out.shape[:-2], a, b, out)
     getattr(_batched(), BATCHED[out.dtype])(address, la[0], lb[0], m, n, k, a.ctypes.data, la[1], b.ctypes.data,
-                                            lb[1], out.ctypes.data, offsets.ctypes.data, len(offsets))
+                                            lb[1], out.ctypes.data, offsets.ctypes.data, len(offsets),
+                                            blas_threads_setter(), gemm_threads(m, n, k))
     return out
