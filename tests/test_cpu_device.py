@@ -396,34 +396,44 @@ def test_conv_training_step_builds_im2col_once_without_per_element_tests(xs: tup
 
 def test_reductions_over_leading_axes_accumulate_rows_exactly() -> None:
     x = fg.full((1 << 17, 8), 0.1, device="cpu")
-    assert any("acc[" in s for s in _sources(x.sum(0)))  # a row of accumulators, read in memory order
+    assert any("parts[" in s for s in _sources(x.sum(0)))  # rows of accumulators, each read in memory order
     np.testing.assert_allclose(x.sum(0).numpy(), np.full(8, 0.1, np.float32).astype(np.float64) * (1 << 17),
                                rtol=1e-6)  # accumulated in double, like the last-axis sum
-    data = np.random.default_rng(0).standard_normal((5, 7, 300)).astype(np.float32)
-    data[3, 2, 17] = np.nan
     cases = [lambda t: t.sum(0), lambda t: t.sum((0, 1)), lambda t: t.amax(1), lambda t: t.amax(0),
              lambda t: t.half().sum(0), lambda t: (t > 0).any(0), lambda t: (t > 0).all(1),
              lambda t: (t * 10).long().sum(0), lambda t: t[:, :0].sum(0), lambda t: t.mean(0).sum(0)]
-    for fn in cases:
-        got, want = fn(fg.tensor(data, device="cpu")).numpy(), fn(fg.tensor(data, device="numpy")).numpy()
-        np.testing.assert_allclose(got, want, rtol=2e-3 if got.dtype == np.float16 else 1e-5, atol=1e-5,
-                                   equal_nan=True)
+    # small (one thread); parallel, with rows split between pieces (64 and 48 rows: 16 pieces, 4 or 3 rows each);
+    # 1031 rows (prime: no split)
+    for shape in [(5, 7, 300), (64, 40, 64), (48, 16, 200), (1031, 2, 64)]:
+        data = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        data[3, 1, 17] = np.nan
+        for fn in cases:
+            got, want = fn(fg.tensor(data, device="cpu")).numpy(), fn(fg.tensor(data, device="numpy")).numpy()
+            np.testing.assert_allclose(got, want, rtol=2e-3 if got.dtype == np.float16 else 1e-5, atol=1e-4,
+                                       equal_nan=True, err_msg=str(shape))  # float32 sums of 2K terms: 1e-4
+    assert any("parts[" in s for s in _sources(fg.zeros(48, 16, 200).sum((0, 1))))
 
 
 def test_host_pool_reuses_freed_blocks_and_keeps_viewed_ones() -> None:
-    from fusegrad.runtime.host_pool import HostPool
-    pool = HostPool(max_cached_bytes=8 << 20)
-    a = pool.empty((1024, 1024), np.float32)
-    address = a.ctypes.data
+    from fusegrad.runtime.host_pool import ALIGNMENT, BLOCK_OVERHEAD, HostPool
+    pool = HostPool(max_cached_bytes=9 << 20)
+    a, address = pool.empty((1024, 1024), np.float32)
+    assert a.ctypes.data == address and address % ALIGNMENT == 0
     view = a.reshape(-1)[10:20]
     del a
-    assert pool.empty((1024, 1024), np.float32).ctypes.data != address  # the view still holds the block
+    assert pool.empty((1024, 1024), np.float32)[1] != address  # the view still holds the block
     del view
-    b = pool.empty((1000, 1040), np.float32)  # another shape of the same size class
-    assert b.ctypes.data == address and b.shape == (1000, 1040) and b.dtype == np.float32
+    b, b_address = pool.empty((1000, 1040), np.float32)  # another shape of the same size class
+    assert b_address == address == b.ctypes.data and b.shape == (1000, 1040) and b.dtype == np.float32
     b[:] = 1.5
     assert b.sum() == 1.5 * b.size
-    big = [pool.empty((4 << 20,), np.uint8) for _ in range(3)]
+    big = [pool.empty((4 << 20,), np.uint8)[0] for _ in range(3)]
     del big, b
-    assert pool.cached_bytes <= 8 << 20  # beyond the cap, freed blocks go back to the system
-    assert pool.empty((10,), np.float64).base is None  # small arrays are plain NumPy ones
+    assert pool.cached_bytes <= 9 << 20  # beyond the cap, freed blocks go back to the system
+    small, small_address = pool.empty((3, 5), np.float64)  # small arrays are pooled too, and aligned
+    assert small.shape == (3, 5) and small_address % ALIGNMENT == 0 and small.ctypes.data == small_address
+    before = pool.cached_bytes
+    del small
+    assert pool.cached_bytes == before + 120 + BLOCK_OVERHEAD
+    empty, _ = pool.empty((0, 4), np.int64)
+    assert empty.shape == (0, 4) and empty.size == 0

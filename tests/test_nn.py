@@ -99,6 +99,24 @@ def test_apply_order_and_train_eval() -> None:
     assert all(x.training for x in m.modules())
 
 
+def test_deepcopy_after_training_steps_owns_its_memory(device: str) -> None:
+    import copy
+
+    from fusegrad import optim
+    model = nn.Sequential(nn.Linear(4, 8, device=device), nn.ReLU(), nn.Linear(8, 3, device=device))
+    x = fg.tensor(np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32), device=device)
+    model(x).sum().backward()  # the parameters have been kernel inputs: the cpu device knows their addresses
+    want = model(x).numpy()
+    twin = copy.deepcopy(model)
+    opt = optim.SGD(model.parameters(), lr=1.0)
+    for _ in range(3):  # the original's old parameter memory is freed and reused
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    np.testing.assert_array_equal(twin(x).numpy(), want)
+    assert not np.array_equal(model(x).numpy(), want)
+
+
 def test_to_dtype_keeps_parameter_identity() -> None:
     m = _Block.build(fg)
     params = list(m.parameters())

@@ -22,6 +22,13 @@ def _loop_root(out: Node, inputs: dict[int, str]) -> Node:
     return out
 
 
+def _work(loop: ir.Loop) -> int:
+    """Iterations of a loop nest's innermost bodies: a kernel's small loops (a split reduction's combining pass, a
+    short cut piece) stay on one thread, where waking the others costs more than they save."""
+    inner = [_work(s) for s in loop.body if isinstance(s, ir.Loop)]
+    return loop.size * max(inner, default=1)
+
+
 # ---- the structure of a kernel: what its code depends on, with constants as launch argument slots ----
 
 def kernel_signature(item: ScheduleItem) -> tuple[tuple, list[Node]]:
@@ -141,7 +148,7 @@ def lower(item: ScheduleItem, name: str, options: Options = PORTABLE) -> ir.Kern
                           reduction=False)
     for s in body:
         if isinstance(s, ir.Loop) and not s.reduction:
-            s.parallel = parallel
+            s.parallel = parallel and _work(s) >= PARALLEL_MIN_WORK
     if low.uses_error_flag:
         params.append(ir.Param("err", float32, writable=True))
     return ir.Kernel(name, params, body, low.uses_error_flag, launch_args(leaves), low.gathers)

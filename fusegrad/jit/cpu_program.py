@@ -302,7 +302,7 @@ class CpuProgram:
             _PROFILED.append(self)
         self.fn.restype = ctypes.c_int32  # nonzero: a gather was out of range
         self.fn.argtypes = [ctypes.c_void_p] * 8
-        self.args = _pack_args(args) if args else np.zeros(1, np.float64)
+        self.args = np.frombuffer(_pack_args(args or [0.0]), np.float64).copy()  # the integers' bits as they are
         self.args_int = self.args.view(np.int64)
         self.err = np.zeros(max(len(self.gathers), 1), np.int32)
         self.in_ptrs = np.zeros(max(len(self.inputs), 1), np.uint64)

@@ -7,6 +7,7 @@ only packs its constants as launch arguments; the first one lowers (`lower.CPU` 
 """
 from __future__ import annotations
 
+import array
 import ctypes
 import hashlib
 import os
@@ -172,12 +173,13 @@ def compile_kernel(item: ScheduleItem) -> tuple[str, str, ir.Kernel]:
     return name, body.replace("KERNEL", name), kernel  # the kernel and its helpers
 
 
-def _pack_args(values: list[bool | int | float]) -> np.ndarray:
-    """Launch arguments as 8-byte slots (the C side's `fg_arg` union): floats as double, integers as int64 bits."""
+def _pack_args(values: list[bool | int | float]) -> array.array:
+    """Launch arguments as 8-byte slots (the C side's `fg_arg` union): floats as double, integers as int64 bits.
+    An `array.array`, whose address is one C call away (NumPy's `ctypes.data` runs Python code)."""
     if all(type(v) is float for v in values):  # the common case (and no arguments at all): no per-value loop
-        return np.array(values, np.float64)
-    slots = np.zeros(len(values), np.float64)
-    as_int = slots.view(np.int64)
+        return array.array("d", values)
+    slots = array.array("d", bytes(8 * len(values)))
+    as_int = memoryview(slots).cast("B").cast("q")
     for i, v in enumerate(values):
         if isinstance(v, float):
             slots[i] = v
@@ -195,6 +197,8 @@ class CpuDevice(Device):
     def __init__(self) -> None:
         self.fallback = None
         self.allocations = 0  # buffers this device has allocated (a jit replay must add none)
+        self._err = np.zeros(1, np.int32)  # a gathering kernel's out-of-range flag, reset before each launch
+        self._err_address = self._err.ctypes.data
         if find_compiler() is None:
             warn_no_compiler()
             self.fallback = NumpyDevice()
@@ -257,24 +261,27 @@ class CpuDevice(Device):
             if out.dtype == float16:
                 result = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
             else:
-                result = matmul_into(a, b, _POOL.empty(out.shape, out.dtype.np))
+                target, address = _POOL.empty(out.shape, out.dtype.np)
+                result = matmul_into(a, b, target)
             self.allocations += 1
             out.buffer = Buffer(self.name, out.shape, out.dtype, np.ascontiguousarray(result))
+            if out.buffer.handle is target:
+                out.buffer.address = address
             return
         self.allocations += 1
         value = out.srcs[1] if out.op is Op.ASSIGN else out
-        target = _POOL.empty(value.shape, value.dtype.np)
-        args = [target.ctypes.data]
+        target, address = _POOL.empty(value.shape, value.dtype.np)
+        args = [address]
         args += [_host_address(order[i].buffer) for i in step.inputs]
-        err = np.zeros(1, np.int32) if compiled.uses_err else None
-        if err is not None:
-            args.append(err.ctypes.data)
+        if compiled.uses_err:
+            self._err[0] = 0
+            args.append(self._err_address)
         if step.leaves:
             packed = _pack_args(launch_args([order[i] for i in step.leaves]))  # kept alive until the call returns
-            args.append(packed.ctypes.data)
+            args.append(packed.buffer_info()[0])
         compiled.fn(*args)
-        if err is not None and err[0]:
-            dim, size = compiled.gathers[err[0] - 1]
+        if compiled.uses_err and self._err[0]:
+            dim, size = compiled.gathers[self._err[0] - 1]
             raise IndexError(f"index out of bounds for dim {dim} with size {size} (while computing a tensor of shape "
                              f"{out.shape})")
         if out.op is Op.ASSIGN:
@@ -282,3 +289,4 @@ class CpuDevice(Device):
             out.buffer = out.srcs[0].buffer
         else:
             out.buffer = Buffer(self.name, out.shape, out.dtype, target)
+            out.buffer.address = address

@@ -28,6 +28,12 @@ class Buffer:
         self.device, self.shape, self.dtype, self.handle = device, shape, dtype, handle
         self.address: int | None = None  # the data's host address, for kernels that take pointers: set on first use
 
+    def __deepcopy__(self, memo: dict[int, object]) -> Buffer:
+        """New memory on the same device with the same contents (copy.deepcopy of a model), through the host: a
+        device handle may not copy itself, and a copied `address` would still point at the original."""
+        device = get_device(self.device)
+        return device.from_numpy(device.to_numpy(self), self.dtype)
+
     def __repr__(self) -> str:
         return f"<Buffer {self.device} {self.shape} {self.dtype.name}>"
 
