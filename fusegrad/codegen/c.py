@@ -118,6 +118,11 @@ def _dtype(v: ir.Value) -> DType | None:
 
 
 UNROLLED_REDUCTION = 16  # reduction loops this short are unrolled rather than vectorized (a simd prologue costs more)
+PARALLEL_CHUNK = 4096  # elements a thread takes at a time from a parallel loop with no loop inside
+# guided: the thread that launches a kernel starts at once and the others wake late (tens of us when they sleep,
+# OMP_WAIT_POLICY=passive), so a static split waits for their halves; every iteration computes the same values
+# whichever thread runs it, so results do not depend on the schedule
+PARALLEL_FOR = "#pragma omp parallel for schedule(guided)"
 
 
 def _cond(c) -> str:  # noqa: ANN001 - symbolic.Cond
@@ -151,7 +156,7 @@ def render_value(v: ir.Value) -> str:
 
 def _loop(s: ir.Loop, depth: int) -> list[str]:
     pad = "  " * depth
-    head = [f"{pad}#pragma omp parallel for"] if s.parallel else []
+    head = [f"{pad}{PARALLEL_FOR}"] if s.parallel else []
     acc = next((b for b in s.body if isinstance(b, ir.Accumulate)), None) if s.reduction else None
     if acc is not None and s.size <= UNROLLED_REDUCTION:  # a few taps (pooling): straight-line code is faster
         head.append(f"{pad}#pragma GCC unroll {UNROLLED_REDUCTION}")
@@ -230,9 +235,6 @@ def _reduction_clause(acc: ir.Accumulate) -> str:
     return f"reduction(max:{a})" + (f" reduction(|:{a}_nan)" if _tracks_nan(acc.acc, acc.op) else "")
 
 
-PARALLEL_CHUNK = 4096  # elements a thread takes at a time from a parallel loop with no loop inside
-
-
 def _element_loop(s: ir.Loop, body: list[str]) -> bool:
     """Whether loop `s` (its body rendered as `body`) runs independent elements: no loop, reduction or error flag
     inside, so it can be an `omp simd` loop."""
@@ -299,12 +301,12 @@ def render_c(kernel: ir.Kernel) -> str:
                                f"  int64_t {v}_e = {v}_c + {c} < {s.size} ? {v}_c + {c} : {s.size};\n"
                                f"  #pragma omp simd\n  for (int64_t {v} = {v}_c; {v} < {v}_e; {v}++) {{\n"
                                + "\n".join("  " + line for line in inner) + "\n  }\n}\n")
-                body += ["  #pragma omp parallel for", f"  for (int64_t {v}_c = 0; {v}_c < {s.size}; {v}_c += {c}) "
+                body += [f"  {PARALLEL_FOR}", f"  for (int64_t {v}_c = 0; {v}_c < {s.size}; {v}_c += {c}) "
                          f"{helper}({v}_c, {', '.join(names)});"]
             else:
                 helpers.append(f"static FG_NOINLINE void {helper}(int64_t {s.var}, {', '.join(outlined)}) {{\n{reads}"
                                + "\n".join(inner) + "\n}\n")
-                body += ["  #pragma omp parallel for", f"  for (int64_t {s.var} = 0; {s.var} < {s.size}; "
+                body += [f"  {PARALLEL_FOR}", f"  for (int64_t {s.var} = 0; {s.var} < {s.size}; "
                          f"{s.var}++) {helper}({s.var}, {', '.join(names)});"]
         else:
             inline.append(s)
