@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# torch and fusegrad each load an OpenMP runtime: threads of one that spin after their work hold the cores the
-# other's next call needs (a stall of a scheduler tick, 4 ms), so both wait passively, as fusegrad's own do
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+sys.path.append(str(Path(__file__).resolve().parent))
+from openmp_wait import configure_openmp_wait  # noqa: E402
+
+WAIT = configure_openmp_wait()  # torch's OpenMP threads wait as fusegrad's do
 if "--threads" in sys.argv:  # OpenMP and OpenBLAS read their thread counts once, when they load
     _threads = sys.argv[sys.argv.index("--threads") + 1]
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = _threads
@@ -136,7 +137,7 @@ def main() -> None:
     _clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.clock} clock")
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {WAIT}, {args.clock} clock")
     print(f"{'op':36s} {'fusegrad ms':>12s} {'jit ms':>8s} {'torch ms':>10s} {'ratio':>7s} {'min':>6s} {'jit':>6s}")
     with torch.no_grad():
         for case in cases(args.device):

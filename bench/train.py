@@ -28,6 +28,8 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.append(str(BENCH.parent))  # fusegrad from this checkout when it is not installed
+sys.path.insert(0, str(BENCH))
+from openmp_wait import configure_openmp_wait  # noqa: E402 - bench/ is not a package
 
 IMPLS = ("fusegrad", "fusegrad-jit", "torch", "jax")
 # issue 4's targets: fusegrad-jit / torch eager, fusegrad-jit / jax jit
@@ -65,16 +67,14 @@ def configure_threads(threads: int) -> str:
     """Give every framework `threads` threads; must run before numpy, torch, fusegrad or jax are imported.
 
     OpenMP (fusegrad's kernels, torch) and OpenBLAS (fusegrad's matmul through NumPy) read environment variables.
-    Both OpenMP runtimes in the process (torch's and fusegrad's) get the wait policy fusegrad's cpu device sets
-    (passive: idle threads sleep); with torch's default (spin, then sleep) a torch thread spinning on a busy
-    2-core machine made its batch-1 step 100x slower.
+    Both OpenMP runtimes in the process (torch's and fusegrad's) get the short spin fusegrad's cpu device sets
+    (`openmp_wait.py`).
     XLA's CPU client sizes its pool from the CPUs this process may run on, and in current jaxlib XLA_FLAGS do not
     shrink it, so with fewer threads than CPUs the process is pinned to the first `threads` CPUs (for everyone).
     """
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    how = [f"OMP/OPENBLAS/MKL_NUM_THREADS={threads}", f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}",
+    how = [f"OMP/OPENBLAS/MKL_NUM_THREADS={threads}", configure_openmp_wait(),
            f"torch.set_num_threads({threads})"]
     cpus = sorted(os.sched_getaffinity(0))
     if threads < len(cpus):
@@ -281,7 +281,6 @@ def main() -> None:
     how = configure_threads(args.threads)
     import torch  # after configure_threads: thread pools read the environment at import
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(BENCH))
     if args.first_steps:
         print(json.dumps(first_steps(args.first_steps, args.device)))
         return

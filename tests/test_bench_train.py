@@ -16,7 +16,8 @@ import pytest
 import fusegrad as fg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import train as bench_train  # noqa: E402 - bench/ is not a package: its path goes in first
+import openmp_wait  # noqa: E402 - bench/ is not a package: its path goes in first
+import train as bench_train  # noqa: E402
 import train_models as tm  # noqa: E402
 
 # losses from the initial weights and after 1, 2, 3 updates; under fg.jit the calls run eagerly, capture, then
@@ -94,3 +95,8 @@ def test_timing_interleaves_and_reports_errors() -> None:
     row = bench_train.format_row("mlp1", {"fusegrad": out["fast"], "fusegrad-jit": out["broken"],
                                           "torch": out["fast"], "jax": out["fast"]}).split()
     assert row[:8] == ["mlp1", f"{out['fast'].median_ms:.3f}", "-", row[1], row[1], "-", "-", "1.00"]
+
+
+def test_benchmarks_give_torch_the_wait_fusegrad_sets_for_itself() -> None:
+    from fusegrad.runtime import cpu
+    assert openmp_wait.SPIN_COUNT == cpu.OPENMP_SPIN_COUNT

@@ -277,6 +277,19 @@ def test_import_raises_the_collectors_default_threshold_only(tmp_path: Path) -> 
     assert _run(show.format("gc.set_threshold(5000); "), tmp_path).stdout.strip() == "5000"  # the user's own kept
 
 
+def test_import_sets_a_short_openmp_spin_unless_the_user_chose_a_wait() -> None:
+    from fusegrad.runtime import cpu
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+
+    def spin(**user: str) -> str:
+        code = "import os, fusegrad; print(os.environ.get('GOMP_SPINCOUNT'))"
+        return subprocess.run([sys.executable, "-c", code], env={**env, **user}, capture_output=True, text=True,
+                              timeout=120).stdout.strip()
+    assert spin() == cpu.OPENMP_SPIN_COUNT  # idle threads spin ~0.3 ms, then sleep
+    assert spin(OMP_WAIT_POLICY="passive") == "None"  # the user's policy is theirs (libgomp ignores a spin then)
+    assert spin(GOMP_SPINCOUNT="7") == "7"
+
+
 # ---- the kernel cache: code is keyed by the graph's structure, constants are launch arguments ----
 
 def _count_compiles(monkeypatch: pytest.MonkeyPatch) -> list:

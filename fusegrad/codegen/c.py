@@ -119,9 +119,9 @@ def _dtype(v: ir.Value) -> DType | None:
 
 UNROLLED_REDUCTION = 16  # reduction loops this short are unrolled rather than vectorized (a simd prologue costs more)
 PARALLEL_CHUNK = 4096  # elements a thread takes at a time from a parallel loop with no loop inside
-# guided: the thread that launches a kernel starts at once and the others wake late (tens of us when they sleep,
-# OMP_WAIT_POLICY=passive), so a static split waits for their halves; every iteration computes the same values
-# whichever thread runs it, so results do not depend on the schedule
+# guided: the launching thread starts at once and the others may wake late (tens of us when they sleep: idle longer
+# than their spin), so a static split waits for their halves; an iteration computes the same values whichever
+# thread runs it, so results do not depend on the schedule
 PARALLEL_FOR = "#pragma omp parallel for schedule(guided)"
 
 

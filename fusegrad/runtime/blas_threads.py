@@ -4,7 +4,7 @@ OpenBLAS's threads spin for a long while after each product (about 2^28 cycles) 
 with few cores they hold the cores that the next compiled kernel's OpenMP threads need, and that kernel runs up to
 twice as slow (an im2col right after a conv's product, a bias + relu after a linear layer). OpenBLAS 0.3.27+ can
 hand its parallel work to a callback: ours runs the jobs on the same OpenMP pool as the kernels, whose idle threads
-sleep (`OMP_WAIT_POLICY=passive`), so the two never compete.
+spin briefly and then sleep (`runtime/cpu.OPENMP_SPIN_COUNT`), so the two never compete.
 """
 from __future__ import annotations
 

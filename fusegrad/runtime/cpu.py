@@ -31,8 +31,12 @@ from .device import Buffer, Device, debug_level
 from .host_pool import HostPool
 from .numpy_device import NumpyDevice
 
-# idle OpenMP threads must sleep, not spin: spinning threads starve OpenBLAS (and other processes) of cores
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+# idle OpenMP threads spin ~0.3 ms, then sleep: a step's kernels follow each other within that (a sleeping thread
+# takes tens of us to wake: an MLP's jit step took twice as long), and a longer idle thread hands its core back
+# (libgomp's default spins ~10 ms). The user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins; bench/ sets the same for torch.
+OPENMP_SPIN_COUNT = "5000"
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)
 
 
 def _one_thread_after_fork() -> None:
