@@ -1,10 +1,11 @@
 """One OpenMP wait setting for every framework a benchmark runs in its process (both OpenMP runtimes read it).
 
 torch and fusegrad each load an OpenMP runtime. Threads of one that spin long after their work (libgomp's default,
-~10 ms) hold the cores the other's next call needs: a torch thread spinning on a busy 2-core machine made
-fusegrad's batch-1 step 100x slower. Threads that sleep at once (`OMP_WAIT_POLICY=passive`) take tens of us to wake
-for every parallel call, which doubled torch's and fusegrad's small steps. Both therefore get the short spin that
-fusegrad's cpu device sets for itself (`fusegrad.runtime.cpu.OPENMP_SPIN_COUNT`), unless the caller set one.
+~10 ms) hold the cores the other's next call needs: a torch thread spinning on a busy 2-core machine made a
+batch-1 step 100x slower. Threads that sleep at once (`OMP_WAIT_POLICY=passive`) take tens of us to wake for every
+parallel call, which made small training steps 2-3x slower (torch's and fusegrad's alike). Both therefore get the
+short spin that fusegrad's cpu device sets for itself (`fusegrad.runtime.cpu.OPENMP_SPIN_COUNT`), unless the caller
+set one.
 """
 from __future__ import annotations
 
