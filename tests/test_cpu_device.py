@@ -85,8 +85,8 @@ def test_eager_products_agree_with_numpy_on_every_blas(blas: str, monkeypatch: p
         pytest.skip(f"{blas} is not installed here")
     monkeypatch.setenv("FUSEGRAD_BLAS", blas)
     calls = []
-    real = blas_module._batched
-    monkeypatch.setattr(blas_module, "_batched", lambda: calls.append(1) or real())
+    real = blas_module.PreparedProduct.__call__
+    monkeypatch.setattr(blas_module.PreparedProduct, "__call__", lambda *args: calls.append(1) or real(*args))
     rng = np.random.default_rng(3)
     cases = [((5, 7), (7, 3), False), ((7, 5), (7, 3), True), ((2, 1, 4, 6), (3, 6, 2), False), ((6,), (6, 4), False),
              ((3, 6), (6,), False), ((0, 4), (4, 3), False), ((2, 0), (0, 3), False)]
@@ -98,6 +98,25 @@ def test_eager_products_agree_with_numpy_on_every_blas(blas: str, monkeypatch: p
     d = rng.standard_normal((4, 5))
     np.testing.assert_allclose((fg.tensor(d, device="cpu") @ fg.tensor(d.T, device="cpu")).numpy(), d @ d.T)
     assert bool(calls) == (blas == "mkl")  # NumPy's matmul is OpenBLAS already; MKL is called directly
+
+
+@pytest.mark.parametrize("blas", ["mkl", "openblas"])
+def test_repeated_eager_products_of_views_agree_with_numpy(blas: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a repeated graph reuses its plan's prepared BLAS call: offsets, transposes and batch strides must follow the data
+    from fusegrad.runtime import blas as blas_module
+    if blas not in blas_module.available_blas():
+        pytest.skip(f"{blas} is not installed here")
+    monkeypatch.setenv("FUSEGRAD_BLAS", blas)
+    rng = np.random.default_rng(4)
+    products = [lambda a, b: a[1:, 2:] @ b[:, 2:].T,  # offset rows and columns, a transposed operand
+                lambda a, b: a.reshape(2, 3, 8)[:, 1:] @ b[:8, :5],  # a batch of offset matrices, a broadcast one
+                lambda a, b: (a + 1) @ b[::2, :8].T]  # a computed operand and a strided one
+    for product in products:
+        for _ in range(3):  # the first call plans, the others replay the plan over new buffers
+            a = rng.standard_normal((6, 8)).astype(np.float64)
+            b = rng.standard_normal((10, 8)).astype(np.float64)
+            got = product(fg.tensor(a, device="cpu"), fg.tensor(b, device="cpu")).numpy()
+            np.testing.assert_allclose(got, product(a, b), rtol=1e-12, atol=1e-12)
 
 
 def test_deep_chains_are_cut_into_bounded_kernels() -> None:

@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import functools
 import glob
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -162,31 +163,64 @@ def _batched() -> ctypes.CDLL:
     return lib
 
 
-def _byte_offsets(shape: tuple[int, ...], *arrays: np.ndarray) -> np.ndarray:
-    """(count, len(arrays)) byte offsets of every batch matrix of each array, row-major over `shape`."""
+def _byte_offsets(shape: tuple[int, ...], *strides: tuple[int, ...]) -> np.ndarray:
+    """(count, len(strides)) byte offsets of every batch matrix of each operand (its byte strides), row-major over
+    the batch `shape`."""
     if not shape:  # one matrix each, at offset 0: no index grid
-        return np.zeros((1, len(arrays)), np.int64)
+        return np.zeros((1, len(strides)), np.int64)
     grid = np.indices(shape, dtype=np.int64).reshape(len(shape), -1)
-    return np.stack([np.asarray(x.strides[:len(shape)], np.int64) @ grid for x in arrays], axis=1)
+    return np.stack([np.asarray(s[:len(shape)], np.int64) @ grid for s in strides], axis=1)
+
+
+class PreparedProduct:
+    """One product's BLAS call with all but the operands' addresses fixed (sizes, layouts, batch offsets, thread
+    count): an eager MATMUL that repeats is one ctypes call."""
+
+    __slots__ = ("fn", "head", "lda", "ldb", "a_offset", "b_offset", "offsets", "tail")
+
+    def __init__(self, fn: ctypes._CFuncPtr, head: tuple, lda: int, ldb: int, a_offset: int, b_offset: int,
+                 offsets: np.ndarray, tail: tuple):
+        self.fn, self.head, self.lda, self.ldb, self.tail = fn, head, lda, ldb, tail
+        self.a_offset, self.b_offset, self.offsets = a_offset, b_offset, offsets  # offsets: kept alive for C
+
+    def __call__(self, a: int, b: int, out: int) -> None:
+        """out = a @ b, given the address each operand's view starts from (its base buffer's)."""
+        self.fn(*self.head, a + self.a_offset, self.lda, b + self.b_offset, self.ldb, out, *self.tail)
+
+
+def prepare_product(a: tuple[tuple[int, ...], tuple[int, ...], int], b: tuple[tuple[int, ...], tuple[int, ...], int],
+                    dtype: np.dtype) -> PreparedProduct | None:
+    """The BLAS call computing (batch..., m, n) = a @ b into a contiguous output, from each operand's (shape,
+    element strides, element offset) with equal batch dims; None where numpy.matmul must do it (the BLAS is NumPy's
+    own, or can't read an operand, or the product is empty)."""
+    name, dtype = blas_library(), np.dtype(dtype)
+    (a_shape, a_strides, a_offset), (b_shape, b_strides, b_offset) = a, b
+    if name in (None, "openblas") or dtype not in BATCHED or a_shape[:-2] != b_shape[:-2]:
+        return None
+    *batch, m, k = a_shape
+    n = b_shape[-1]
+    la, lb = blas_layout(m, k, *a_strides[-2:]), blas_layout(k, n, *b_strides[-2:])
+    address = _address(name, LIBRARIES[name].gemm[float32 if dtype == np.float32 else float64])
+    if la is None or lb is None or address is None or k == 0 or math.prod(batch) * m * n == 0:
+        return None
+    item = dtype.itemsize
+    out_strides = tuple(math.prod(batch[i + 1:]) * m * n * item for i in range(len(batch)))
+    offsets = _byte_offsets(tuple(batch), tuple(s * item for s in a_strides), tuple(s * item for s in b_strides),
+                            out_strides)
+    return PreparedProduct(getattr(_batched(), BATCHED[dtype]), (address, la[0], lb[0], m, n, k), la[1], lb[1],
+                           a_offset * item, b_offset * item, offsets,
+                           (offsets.ctypes.data, len(offsets), blas_threads_setter(), gemm_threads(m, n, k)))
 
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = a @ b (batch dims already broadcast alike, out contiguous) with the BLAS compiled steps call, so eager
     and replayed products round alike; numpy.matmul where that BLAS is NumPy's own or can't read the operands."""
-    name = blas_library()
-    if name in (None, "openblas") or out.dtype not in BATCHED or not a.shape[:-2] == b.shape[:-2] == out.shape[:-2]:
-        return np.matmul(a, b, out=out)  # NumPy's own matmul is OpenBLAS already
-    *_, m, k = a.shape
-    n = b.shape[-1]
     item = a.itemsize
-    la = blas_layout(m, k, a.strides[-2] // item, a.strides[-1] // item)
-    lb = blas_layout(k, n, b.strides[-2] // item, b.strides[-1] // item)
-    address = _address(name, LIBRARIES[name].gemm[float32 if out.dtype == np.float32 else float64])
-    if la is None or lb is None or address is None or any(s % item for s in a.strides + b.strides) or \
-            out.size == 0 or k == 0:
-        return np.matmul(a, b, out=out)
-    offsets = _byte_offsets(out.shape[:-2], a, b, out)
-    getattr(_batched(), BATCHED[out.dtype])(address, la[0], lb[0], m, n, k, a.ctypes.data, la[1], b.ctypes.data,
-                                            lb[1], out.ctypes.data, offsets.ctypes.data, len(offsets),
-                                            blas_threads_setter(), gemm_threads(m, n, k))
+    product = None
+    if out.shape[:-2] == a.shape[:-2] and not any(s % item for s in a.strides + b.strides):
+        product = prepare_product((a.shape, tuple(s // item for s in a.strides), 0),
+                                  (b.shape, tuple(s // item for s in b.strides), 0), out.dtype)
+    if product is None:
+        return np.matmul(a, b, out=out)  # NumPy's own matmul is OpenBLAS already
+    product(a.ctypes.data, b.ctypes.data, out.ctypes.data)
     return out

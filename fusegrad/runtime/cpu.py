@@ -24,7 +24,7 @@ from ..dtype import DType, float16
 from ..graph import Node, Op, prod
 from ..schedule import ScheduleItem, graph_signature, kernel_inputs, schedule_kernels, strided_view
 from ..view import View, matrix_layout
-from .blas import matmul_into
+from .blas import PreparedProduct, blas_library, matmul_into, prepare_product
 from .blas_threads import share_threads_with_blas
 from .compiler import compile_library, find_compiler, warn_no_compiler
 from .device import Buffer, Device, debug_level
@@ -97,13 +97,24 @@ class _Step:
     (`inputs`), and how: a view of its input's buffer at `offset`, a MATMUL through BLAS (`compiled` None), or a
     compiled kernel whose launch arguments are the values of its CONST and RAND nodes (`leaves`)."""
 
-    __slots__ = ("kind", "out", "inputs", "offset", "compiled", "leaves", "operands")
+    __slots__ = ("kind", "out", "inputs", "offset", "compiled", "leaves", "operands", "products")
 
     def __init__(self, kind: str, out: int, inputs: list[int], offset: int, compiled: _Compiled | None,
                  leaves: list[int], operands: list[tuple[int, View | None]] | None = None):
         self.kind, self.out, self.inputs, self.offset, self.compiled, self.leaves = \
             kind, out, inputs, offset, compiled, leaves
         self.operands = operands  # a MATMUL's: (position of the buffer it reads, the view it reads it through)
+        self.products: dict[str | None, PreparedProduct | None] = {}  # a MATMUL's BLAS call, by BLAS library
+
+    def product(self, order: list[Node]) -> PreparedProduct | None:
+        """A MATMUL's prepared BLAS call for the BLAS in use (None: numpy.matmul on strided arrays computes it)."""
+        name = blas_library()
+        if name not in self.products:
+            operands = [(order[at].shape, View.contiguous(order[at].shape).strides, 0) if view is None else
+                        (view.shape, view.strides, view.offset) for at, view in self.operands]
+            out = order[self.out]
+            self.products[name] = None if out.dtype == float16 else prepare_product(*operands, out.dtype.np)
+        return self.products[name]
 
 
 def _operand_view(node: Node, at: dict[int, int], ready: set[int]) -> tuple[int, View | None]:
@@ -260,6 +271,15 @@ class CpuDevice(Device):
             out.buffer = Buffer(self.name, out.shape, out.dtype, handle)
             return
         compiled = step.compiled
+        product = step.product(order) if compiled is None else None
+        if product is not None:  # the common MATMUL: one BLAS call on the buffers' addresses
+            target, address = _POOL.empty(out.shape, out.dtype.np)
+            (a, _), (b, _) = step.operands
+            product(_host_address(order[a].buffer), _host_address(order[b].buffer), address)
+            self.allocations += 1
+            out.buffer = Buffer(self.name, out.shape, out.dtype, target)
+            out.buffer.address = address
+            return
         if compiled is None:
             a, b = (_strided(order[at].buffer.handle, view) for at, view in step.operands)
             if out.dtype == float16:
