@@ -1,7 +1,8 @@
 """The `cpu` device: fused kernels printed as C, compiled once (cached), launched through ctypes; BLAS for MATMUL.
 
-Buffers are NumPy arrays in host memory (large ones reuse freed memory, `host_pool`), so MATMUL runs as
-numpy.matmul (OpenBLAS) directly on strided views of them, and copies to and from the host are plain array copies.
+Buffers are NumPy arrays in host memory (large ones reuse freed memory, `host_pool`), so MATMUL reads strided views
+of them without copies (a prepared MKL call on their addresses, or numpy.matmul, which is OpenBLAS), and copies to
+and from the host are plain array copies.
 Kernels are cached in memory by their structure (`lower.kernel_signature`): an eager call that repeats a graph shape
 only packs its constants as launch arguments; the first one lowers (`lower.CPU` nests), prints and compiles.
 """
