@@ -27,7 +27,7 @@ from .frontend.creation import (
 )
 from .frontend.eval_shape import Spec, eval_shape
 from .frontend.functions import FUNCTIONS, one_hot, where
-from .frontend.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .frontend.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .frontend.linalg import einsum
 from .frontend.movement import cat, stack
 from .frontend.tensor import Tensor, device, grad
@@ -63,9 +63,9 @@ def realize(*tensors: Tensor) -> None:
 
 __version__ = "0.1.0"
 __all__ = ["DType", "Spec", "ShapeError", "ShapeOnlyError", "Tensor", "arange", "available_devices", "bool_", "cat",
-           "cuda", "default_device", "device", "dropout", "einsum", "empty", "empty_like", "enable_grad",
-           "eval_shape", "eye", "float16", "float32", "float64", "from_numpy", "full", "full_like", "grad", "int32",
+           "cuda", "default_device", "device", "dropout", "einsum", "empty", "empty_like", "enable_grad", "eval_shape",
+           "eye", "float16", "float32", "float64", "from_numpy", "full", "full_like", "grad", "inference_mode", "int32",
            "int64", "is_grad_enabled", "jit", "JitError", "linspace", "manual_seed", "no_grad", "normal", "one_hot",
-           "ones", "ones_like", "promote_types", "rand", "rand_like", "randint", "randint_like", "randn",
-           "randn_like", "realize", "schedule", "set_default_device", "set_grad_enabled", "stack", "tensor", "uint8",
-           "where", "zeros", "zeros_like", *FUNCTIONS]
+           "ones", "ones_like", "promote_types", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like",
+           "realize", "schedule", "set_default_device", "set_grad_enabled", "stack", "tensor", "uint8", "where",
+           "zeros", "zeros_like", *FUNCTIONS]

@@ -359,6 +359,33 @@ class ElementwiseMixin(UnaryMixin):
         """True where the value is neither inf nor NaN."""
         return self.isinf().logical_or(self.isnan()).logical_not()
 
+    def isclose(self: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08,
+                equal_nan: bool = False) -> Tensor:
+        """|self - other| <= atol + rtol * |other| elementwise, as bool (equal infs are close; NaNs with equal_nan)."""
+        from .tensor import Tensor
+        if not isinstance(other, Tensor):
+            raise TypeError(f"isclose: other must be a Tensor, got {type(other).__name__}")
+        if other.dtype != self.dtype:  # torch promotes nothing here either
+            raise RuntimeError(f"isclose: self ({self.dtype.name}) and other ({other.dtype.name}) must have the same "
+                               "dtype; cast one with .to()")
+        if rtol < 0 or atol < 0:
+            raise RuntimeError(f"isclose: rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+        a, b = self.detach()._operands(other.detach(), op="isclose")  # a bool result: nothing to differentiate
+        close = a.eq(b)
+        if equal_nan and a.dtype.is_floating_point:
+            close = close.logical_or(a.isnan().logical_and(b.isnan()))
+        if rtol == 0 and atol == 0:
+            return close
+        if not a.dtype.is_floating_point:  # torch measures integer and bool errors in the default float type
+            a, b = a.cast(dt.default_float), b.cast(dt.default_float)
+        actual = (a - b).abs()
+        return close.logical_or(actual.isfinite().logical_and(actual <= (b * rtol).abs() + atol))
+
+    def allclose(self: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08,
+                 equal_nan: bool = False) -> bool:
+        """True when every element of self is close to other's (see isclose); computes now, like torch."""
+        return bool(self.isclose(other, rtol, atol, equal_nan).all().item())
+
     # ---- selection ----
 
     def where(self: Tensor, condition: Tensor, other: Any) -> Tensor:

@@ -10,10 +10,10 @@ from .tensor import Tensor
 METHOD_FUNCTIONS = (
     "abs exp exp2 log log2 log10 log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu sign floor ceil round trunc "
     "reciprocal neg square erf clamp clip maximum minimum add sub mul div true_divide floor_divide remainder fmod pow "
-    "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf isfinite lerp "
+    "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf isfinite isclose allclose lerp "
     "sum mean var std prod amax amin max min argmax argmin all any logsumexp softmax log_softmax cumsum "
     "reshape flatten unflatten squeeze unsqueeze permute transpose swapaxes movedim broadcast_to split chunk unbind "
-    "flip narrow gather index_select masked_fill triu tril nonzero matmul mm bmm dot numel clone"
+    "repeat_interleave flip narrow gather index_select masked_fill triu tril nonzero matmul mm bmm dot numel clone"
 ).split()
 
 

@@ -85,6 +85,20 @@ class enable_grad(_NoArgMode):  # noqa: N801 - PyTorch's name
     mode = True
 
 
+class inference_mode(_NoArgMode):  # noqa: N801 - PyTorch's name
+    """`no_grad` by torch's name: `with fg.inference_mode():`, `@fg.inference_mode()` or `@fg.inference_mode`;
+    `inference_mode(False)` turns recording on inside, as torch's does."""
+
+    mode = False
+
+    def __new__(cls, mode: bool | Callable[..., Any] = True) -> Any:
+        return super().__new__(cls, mode if callable(mode) else None)
+
+    def __init__(self, mode: bool = True) -> None:
+        super().__init__()
+        self.mode = not mode
+
+
 def is_grad_enabled() -> bool:
     """True when operations are being recorded for autograd."""
     return _state["enabled"]

@@ -9,6 +9,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..dtype import bool_
 from ..graph import Op, shape_error
 from .elementwise import broadcast_shape, promote
@@ -211,6 +213,25 @@ class MovementMixin:
         x = self.reshape(tuple(v for s in base for v in (1, s)))
         x = x.expand(tuple(v for r, s in zip(sizes, base) for v in (r, s)))
         return x.reshape(tuple(r * s for r, s in zip(sizes, base)))
+
+    def repeat_interleave(self: Tensor, repeats: int, dim: int | None = None, *,
+                          output_size: int | None = None) -> Tensor:
+        """Repeat each element `repeats` times along dim (dim=None: of the flattened tensor), like torch."""
+        if not isinstance(repeats, (int, np.integer)) or isinstance(repeats, bool):
+            raise TypeError(f"repeat_interleave: repeats must be a Python int (the same count for every element), got "
+                            f"{type(repeats).__name__}; a tensor of per-element repeats is not supported")
+        repeats = int(repeats)
+        if repeats < 0:
+            raise ValueError(f"repeat_interleave: repeats must be non-negative, got {repeats}")
+        if dim is not None and self.ndim == 0:
+            raise IndexError(f"repeat_interleave: a 0-d tensor takes dim=None only (got dim={dim}), as in torch")
+        x, d = (self.flatten(), 0) if dim is None else (self, self._dim(dim))
+        n = x.shape[d] * repeats
+        if output_size is not None and output_size != n:
+            raise shape_error(f"repeat_interleave: output_size {output_size} does not match the {n} elements that "
+                              f"{repeats} repeats of dim {d} of shape {x.shape} make")
+        y = x.unsqueeze(d + 1).expand(x.shape[:d + 1] + (repeats,) + x.shape[d + 1:])
+        return y.reshape(x.shape[:d] + (n,) + x.shape[d + 1:])
 
     # ---- joining and splitting ----
 

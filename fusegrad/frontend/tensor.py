@@ -21,6 +21,7 @@ from .indexing import IndexingMixin
 from .inplace import InplaceMixin
 from .linalg import LinalgMixin
 from .movement import MovementMixin
+from .new_factories import NewFactoriesMixin
 from .reduce import ReduceMixin
 
 Scalar = bool | int | float
@@ -95,7 +96,8 @@ class device(str):  # noqa: N801 - torch.device's name
         return f"device(type={str(self)!r}{index})"
 
 
-class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, LinalgMixin, InplaceMixin):
+class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, LinalgMixin, InplaceMixin,
+             NewFactoriesMixin):
     """A multi-dimensional array that records how it was computed and computes only when asked.
 
     Operations build an immutable graph (checked for shape and dtype as it is built); `.realize()`, `.numpy()`,
@@ -349,6 +351,12 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
     def type(self, dtype: DType | str) -> Tensor:
         """Alias of `.to(dtype)`."""
         return self.cast(dtype)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        """Cast to other's dtype (and move to its device), like torch's `self.to(other.dtype, other.device)`."""
+        if not isinstance(other, Tensor):
+            raise TypeError(f"type_as: expected a Tensor, got {type(other).__name__}")
+        return self.to(other)
 
     def float(self) -> Tensor:
         """As float32."""
