@@ -42,6 +42,15 @@ def test_matmul_float32(device: str, sa: tuple[int, ...], sb: tuple[int, ...]) -
             atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("sa,sb", [((5, 7), (7, 3)), ((2, 5, 7), (7, 3)), ((7,), (7, 4)), ((0, 7), (7, 3))])
+def test_matmul_float16_is_a_float32_product_rounded_once(device: str, sa: tuple[int, ...],
+                                                          sb: tuple[int, ...]) -> None:
+    a, b = randn(*sa, seed=7).astype(np.float16), randn(*sb, seed=8).astype(np.float16)
+    out = (fg.tensor(a, device=device) @ fg.tensor(b, device=device)).numpy()
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out, (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float16))
+
+
 def test_matmul_k0_gives_zeros(device: str) -> None:
     out = fg.ones((3, 0), device=device) @ fg.ones((0, 5), device=device)
     assert out.shape == (3, 5)

@@ -113,8 +113,7 @@ class _Step:
         if name not in self.products:
             operands = [(order[at].shape, View.contiguous(order[at].shape).strides, 0) if view is None else
                         (view.shape, view.strides, view.offset) for at, view in self.operands]
-            out = order[self.out]
-            self.products[name] = None if out.dtype == float16 else prepare_product(*operands, out.dtype.np)
+            self.products[name] = prepare_product(*operands, order[self.out].dtype.np)  # None for float16 too
         return self.products[name]
 
 
@@ -272,26 +271,21 @@ class CpuDevice(Device):
             out.buffer = Buffer(self.name, out.shape, out.dtype, handle)
             return
         compiled = step.compiled
-        product = step.product(order) if compiled is None else None
-        if product is not None:  # the common MATMUL: one BLAS call on the buffers' addresses
+        if compiled is None:  # a MATMUL into a pooled buffer
             target, address = _POOL.empty(out.shape, out.dtype.np)
-            (a, _), (b, _) = step.operands
-            product(_host_address(order[a].buffer), _host_address(order[b].buffer), address)
+            product = step.product(order)
+            if product is not None:  # the common case: one BLAS call on the buffers' addresses
+                (a, _), (b, _) = step.operands
+                product(_host_address(order[a].buffer), _host_address(order[b].buffer), address)
+            else:
+                a, b = (_strided(order[at].buffer.handle, view) for at, view in step.operands)
+                if out.dtype == float16:  # no half-precision GEMM: a float32 product, rounded once
+                    np.copyto(target, np.matmul(a.astype(np.float32), b.astype(np.float32)), casting="same_kind")
+                else:
+                    matmul_into(a, b, target)
             self.allocations += 1
             out.buffer = Buffer(self.name, out.shape, out.dtype, target)
             out.buffer.address = address
-            return
-        if compiled is None:
-            a, b = (_strided(order[at].buffer.handle, view) for at, view in step.operands)
-            if out.dtype == float16:
-                result = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
-            else:
-                target, address = _POOL.empty(out.shape, out.dtype.np)
-                result = matmul_into(a, b, target)
-            self.allocations += 1
-            out.buffer = Buffer(self.name, out.shape, out.dtype, np.ascontiguousarray(result))
-            if out.buffer.handle is target:
-                out.buffer.address = address
             return
         self.allocations += 1
         value = out.srcs[1] if out.op is Op.ASSIGN else out
