@@ -307,3 +307,29 @@ def test_an_unknown_blas_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ValueError, match="FUSEGRAD_BLAS='atlas'"):
         for _ in range(3):
             step(x)
+
+
+def test_outputs_fed_back_as_inputs_and_views_at_any_offset(device: str) -> None:
+    """A recurrence h = f(h, x) reads last call's output, which lives in memory the run overwrites; slices start
+    inside buffers (on accelerators: copied where a kernel argument cannot start there, shared where it can)."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((6, 6)).astype(np.float32)
+    xs = rng.standard_normal((5, 70, 6)).astype(np.float32)
+    wt = fg.tensor(w, device=device)
+
+    def cell(h: fg.Tensor, x: fg.Tensor) -> fg.Tensor:
+        return ((h @ wt).tanh() + x[1:33] * 0.5 + x[:32].exp() * 0.1 + x[64:].sum() * x[32:64]).sum(0, keepdim=True) \
+            * 0.01 + h
+
+    def reference(h: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return (np.tanh(h @ w) + x[1:33] * 0.5 + np.exp(x[:32]) * 0.1 + x[64:].sum() * x[32:64]).sum(0, keepdims=True) \
+            * 0.01 + h
+
+    step = fg.jit(cell)
+    h, expect = fg.tensor(np.zeros((1, 6), np.float32), device=device), np.zeros((1, 6), np.float32)
+    for x in xs:
+        h = step(h, fg.tensor(x, device=device))
+        expect = reference(expect, x)
+        np.testing.assert_allclose(h.numpy(), expect, rtol=1e-5, atol=1e-6)
+    program = type(step.last.program).__name__
+    assert program == {"numpy": "GraphProgram", "cpu": "CpuProgram"}.get(device, "GpuProgram")

@@ -5,6 +5,7 @@ compute values once, and one `Store`. Values are small trees over loads, constan
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..dtype import DType
@@ -163,3 +164,20 @@ class Kernel:
     uses_error_flag: bool = False
     args: list[bool | int | float] = field(default_factory=list)  # the values of the Arg slots, in slot order
     gathers: list[tuple[int, int]] = field(default_factory=list)  # (dim, size) of each gather, for error messages
+
+
+def walk_values(stmts: list[Stmt]) -> Iterator[Value]:
+    """Every value in a kernel body, nested ones included."""
+    stack: list = []
+    for s in stmts:
+        if isinstance(s, Loop):
+            yield from walk_values(s.body)
+        elif hasattr(s, "value"):
+            stack.append(s.value)
+    while stack:
+        v = stack.pop()
+        yield v
+        if isinstance(v, Apply):
+            stack.extend(v.srcs)
+        elif isinstance(v, GatherLoad):
+            stack.append(v.position)

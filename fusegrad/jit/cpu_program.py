@@ -57,23 +57,6 @@ class _Realized:
 _DONE = _Realized()
 
 
-def _walk(stmts: list[ir.Stmt]):  # noqa: ANN202 - generator of ir values
-    """Every value in a kernel body, nested ones included."""
-    stack: list = []
-    for s in stmts:
-        if isinstance(s, ir.Loop):
-            yield from _walk(s.body)
-        elif hasattr(s, "value"):
-            stack.append(s.value)
-    while stack:
-        v = stack.pop()
-        yield v
-        if isinstance(v, ir.Apply):
-            stack.extend(v.srcs)
-        elif isinstance(v, ir.GatherLoad):
-            stack.append(v.position)
-
-
 def _stores(stmts: list[ir.Stmt]) -> list[ir.Store]:
     out = []
     for s in stmts:
@@ -181,7 +164,7 @@ class CpuProgram:
         if len(stores) != 1:  # cut loops store per piece: not worth proving each piece safe
             return False
         store = stores[0]
-        for v in _walk(kernel.body):
+        for v in ir.walk_values(kernel.body):
             if isinstance(v, ir.GatherLoad) and v.buf in names:
                 return False
             if isinstance(v, ir.Load) and v.buf in names and (v.index != store.index or not v.cond.always):
@@ -268,7 +251,7 @@ class CpuProgram:
                 self.gathers.append(kernel.gathers)
             if kernel.args:
                 call.append(f"args + {len(args)}")
-                for v in _walk(kernel.body):
+                for v in ir.walk_values(kernel.body):
                     if isinstance(v, ir.Rand):
                         seed, offset = kernel.args[v.seed.slot], kernel.args[v.offset.slot]
                         self.rand_slots.append((len(args) + v.seed.slot, len(args) + v.offset.slot,
@@ -307,6 +290,7 @@ class CpuProgram:
         self.err = np.zeros(max(len(self.gathers), 1), np.int32)
         self.in_ptrs = np.zeros(max(len(self.inputs), 1), np.uint64)
         self.bound_handles: list[np.ndarray | None] = [None] * len(self.inputs)
+        self.private: list[np.ndarray | None] = [None] * len(self.inputs)  # where an input aliasing the arena is copied
         self.state_ptrs = np.array([a.ctypes.data for a in self.state_arrays] or [0], np.uint64)
         self.gemm = (cblas_gemm(float32), cblas_gemm(float64))
         self.call_args = [self.in_ptrs.ctypes.data, self.arena.ctypes.data + self.arena_base,
@@ -393,15 +377,20 @@ class CpuProgram:
         handles = self.bound_handles
         for i, b in enumerate(bound):
             h = b.handle
-            if h is handles[i]:  # the same array as last call: its address is already bound
+            if h is handles[i] and self.private[i] is None:  # the same array as last call: its address is bound
                 continue
             k = self.input_state[i]
             if k is not None:  # a state replaced from outside: its values go into the persistent buffer
                 if h is not self.state_arrays[k]:
                     np.copyto(self.state_arrays[k], h)
                 continue
-            self.in_ptrs[i] = h.__array_interface__["data"][0]
-            handles[i] = h
+            if h is not handles[i]:
+                handles[i] = h
+                # an output of the last run fed back (h = step(h)): this run overwrites the arena, so read a copy
+                self.private[i] = np.empty_like(h) if np.may_share_memory(h, self.arena) else None
+                self.in_ptrs[i] = (h if self.private[i] is None else self.private[i]).ctypes.data
+            if self.private[i] is not None:
+                np.copyto(self.private[i], h)
         if self.rand_slots:
             seed, counter = rng
             for seed_slot, offset_slot, offset in self.rand_slots:

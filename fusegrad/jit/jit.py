@@ -18,7 +18,9 @@ from ..graph import Node
 from ..realize import realize
 from ..runtime import get_device
 from ..runtime.cpu import CpuDevice
+from ..runtime.gpu_device import GpuDevice
 from .cpu_program import CpuProgram, UnsupportedStepError
+from .gpu_program import GpuProgram
 from .graph_program import GraphProgram
 from .memory_plan import MemoryPlan
 from .trace import Captured, JitError, Trace, capture_graph, describe_difference, fingerprint
@@ -54,6 +56,22 @@ def _static_key(value: Any) -> Any:
         return ("object", id(value))
 
 
+def compile_step(captured: Captured) -> CpuProgram | GpuProgram | GraphProgram:
+    """The fastest program that runs a captured step on its device: one C function on `cpu`, fixed launches (a
+    CUDA graph on `cuda`) on the accelerators, else a replay of the graph through `realize`."""
+    device = get_device(captured.roots[0].device if captured.roots else "numpy")
+    if any(n.device != device.name for n in captured.roots + captured.inputs):
+        return GraphProgram(captured)
+    try:
+        if isinstance(device, CpuDevice) and device.fallback is None:
+            return CpuProgram(captured)
+        if isinstance(device, GpuDevice):
+            return GpuProgram(captured, device)
+    except UnsupportedStepError:
+        pass
+    return GraphProgram(captured)
+
+
 class _Capture:
     """One signature's captured step: the program, where each input comes from, and what it rebinds."""
 
@@ -61,15 +79,7 @@ class _Capture:
         self.captured, self.prints = captured, prints
         self.out_structure, self.out_leaves = out_structure, out_leaves
         self.checked = False
-        device = captured.roots[0].device if captured.roots else "numpy"
-        self.program: CpuProgram | GraphProgram
-        try:
-            if not isinstance(get_device(device), CpuDevice) or get_device(device).fallback is not None or \
-                    any(n.device != device for n in captured.roots + captured.inputs):
-                raise UnsupportedStepError("not a compiled cpu step")
-            self.program = CpuProgram(captured)
-        except UnsupportedStepError:
-            self.program = GraphProgram(captured)
+        self.program = compile_step(captured)
         self.bound_states: list[Node | None] = [None] * len(captured.states)
         self.grad_tensors: list[Tensor | None] = [None] * len(captured.states)
 

@@ -31,22 +31,22 @@ class MemoryPlan:
                 f"{self.total_bytes:,} bytes in all ({saved:.0%} saved by sharing); state {self.state_bytes:,} bytes)")
 
 
-def _aligned(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
+def plan_arena(buffers: list[Lifetime], align: int = ALIGN) -> MemoryPlan:
+    """Place every buffer at the lowest offset (a multiple of `align` bytes) free of all buffers alive at the same
+    time (largest first)."""
+    def aligned(n: int) -> int:
+        return (n + align - 1) // align * align
 
-
-def plan_arena(buffers: list[Lifetime]) -> MemoryPlan:
-    """Place every buffer at the lowest offset free of all buffers alive at the same time (largest first)."""
-    plan = MemoryPlan(total_bytes=sum(_aligned(b.nbytes) for b in buffers))
+    plan = MemoryPlan(total_bytes=sum(aligned(b.nbytes) for b in buffers))
     placed: list[tuple[Lifetime, int]] = []
     for b in sorted(buffers, key=lambda b: (-b.nbytes, b.first)):
-        busy = sorted((off, off + _aligned(o.nbytes)) for o, off in placed if o.first <= b.last and b.first <= o.last)
+        busy = sorted((off, off + aligned(o.nbytes)) for o, off in placed if o.first <= b.last and b.first <= o.last)
         offset = 0
         for start, end in busy:
-            if offset + _aligned(b.nbytes) <= start:
+            if offset + aligned(b.nbytes) <= start:
                 break
             offset = max(offset, end)
         placed.append((b, offset))
         plan.offsets[b.key] = offset
-        plan.arena_bytes = max(plan.arena_bytes, offset + _aligned(b.nbytes))
+        plan.arena_bytes = max(plan.arena_bytes, offset + aligned(b.nbytes))
     return plan

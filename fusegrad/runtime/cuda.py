@@ -8,6 +8,7 @@ Kernels are cached in memory by name (a source hash) and as cubins on disk (runt
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -16,11 +17,9 @@ import numpy as np
 from ..codegen import ir
 from ..codegen.c_like import ThreadPlan
 from ..codegen.cuda import BLOCK, CUDA_PRELUDE, launch_plan, render_cuda
-from ..graph import prod
-from ..schedule import ScheduleItem, strided_view
+from ..graph import Node
 from ..view import View
 from .cublas import CUDA_R, Cublas, gemm_plan
-from .device import Buffer
 from .gpu_device import DeviceArray, GpuDevice, Launch
 from .nvrtc import compile_cuda, target_for
 
@@ -54,6 +53,52 @@ def _ok(result: Any, what: str) -> Any:  # noqa: ANN401 - cuda-bindings returns 
     return values[0] if len(values) == 1 else values or None
 
 
+class CudaGraph:
+    """Work enqueued on a device's stream, recorded once by stream capture and launched again as one graph."""
+
+    def __init__(self, device: CudaDevice, enqueue: Callable[[], None], updated: list[Launch]):
+        cu = self.cu = device.cu
+        self.device = device
+        self.nodes: dict[int, Any] = {id(launch): None for launch in updated}
+        device.capturing = self.nodes
+        _ok(cu.cuStreamBeginCapture(device.stream, cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+            "cuStreamBeginCapture")
+        try:
+            enqueue()
+        except BaseException:
+            err, graph = cu.cuStreamEndCapture(device.stream)  # the stream leaves capture mode; the graph is dropped
+            if int(err) == 0 and graph is not None:
+                cu.cuGraphDestroy(graph)
+            raise
+        finally:
+            device.capturing = None
+        self.graph = _ok(cu.cuStreamEndCapture(device.stream), "cuStreamEndCapture")
+        self.exec = _ok(cu.cuGraphInstantiate(self.graph, 0), "cuGraphInstantiate")
+
+    def set_args(self, launch: Launch, out: DeviceArray, inputs: list[DeviceArray], err: DeviceArray | None) -> None:
+        """New argument values for a recorded launch (one of `updated`), used from the next `launch()` on."""
+        slots, addresses, blocks = self.device._kernel_params(launch, out, inputs, err)
+        params = self.cu.CUDA_KERNEL_NODE_PARAMS()
+        params.func = self.device.functions[launch.name]
+        params.gridDimX, params.gridDimY, params.gridDimZ = blocks, 1, 1
+        params.blockDimX, params.blockDimY, params.blockDimZ = BLOCK, 1, 1
+        params.sharedMemBytes = 0
+        params.kernelParams = addresses.ctypes.data  # read (copied) by the call: `slots` lives until it returns
+        _ok(self.cu.cuGraphExecKernelNodeSetParams(self.exec, self.nodes[id(launch)], params),
+            "cuGraphExecKernelNodeSetParams")
+
+    def launch(self) -> None:
+        """Enqueue the whole recording on the device's stream."""
+        _ok(self.cu.cuGraphLaunch(self.exec, self.device.stream), "cuGraphLaunch")
+
+    def __del__(self) -> None:
+        try:
+            self.cu.cuGraphExecDestroy(self.exec)
+            self.cu.cuGraphDestroy(self.graph)
+        except Exception:  # at interpreter exit the driver may be gone already
+            pass
+
+
 class CudaDevice(GpuDevice):
     """Printed CUDA kernels on GPU $FUSEGRAD_CUDA_DEVICE (default 0)."""
 
@@ -75,6 +120,7 @@ class CudaDevice(GpuDevice):
         self.stream_handle = int(self.stream)
         self.modules: list[Any] = []  # loaded modules stay alive as long as their functions are cached
         self._cublas: Cublas | None = None
+        self.capturing: dict[int, Any] | None = None  # while a graph records: id(launch) -> its graph node
         super().__init__()
 
     def __repr__(self) -> str:
@@ -122,7 +168,7 @@ class CudaDevice(GpuDevice):
     def _fill_zero(self, dst: DeviceArray) -> None:
         _ok(self.cu.cuMemsetD8Async(self.ptr(dst), 0, dst.nbytes, self.stream), "cuMemsetD8")
 
-    def _view(self, base: DeviceArray, offset: int, nbytes: int) -> DeviceArray:
+    def _region(self, base: DeviceArray, offset: int, nbytes: int) -> DeviceArray:
         return DeviceArray(base.alloc, base.offset + offset, nbytes)  # device pointers can point anywhere
 
     def synchronize(self) -> None:
@@ -144,7 +190,10 @@ class CudaDevice(GpuDevice):
         return {name: _ok(self.cu.cuModuleGetFunction(module, name.encode()), "cuModuleGetFunction")
                 for name in sources}
 
-    def _launch(self, launch: Launch, out: DeviceArray, inputs: list[DeviceArray], err: DeviceArray | None) -> None:
+    def _kernel_params(self, launch: Launch, out: DeviceArray, inputs: list[DeviceArray], err: DeviceArray | None) \
+            -> tuple[np.ndarray, np.ndarray, int]:
+        """A launch's parameter values, the array of their addresses (cuLaunchKernel's `kernelParams`; keep both
+        alive until the call returns), and its block count."""
         pointers = [self.ptr(out), *(self.ptr(m) for m in inputs)]
         if launch.kernel.uses_error_flag:
             pointers.append(self.ptr(err) + 4 * launch.err_slot)
@@ -156,30 +205,32 @@ class CudaDevice(GpuDevice):
         addresses = slots.ctypes.data + 8 * np.arange(len(slots), dtype=np.uint64)
         plan = launch.plan
         blocks = plan.work if plan.block_reduce else -(-plan.work // BLOCK)
-        blocks = max(1, min(blocks, 32 * self.sms))
+        return slots, addresses, max(1, min(blocks, 32 * self.sms))
+
+    def _launch(self, launch: Launch, out: DeviceArray, inputs: list[DeviceArray], err: DeviceArray | None) -> None:
+        slots, addresses, blocks = self._kernel_params(launch, out, inputs, err)
         _ok(self.cu.cuLaunchKernel(self.functions[launch.name], blocks, 1, 1, BLOCK, 1, 1, 0, self.stream,
                                    addresses.ctypes.data, 0), "cuLaunchKernel")
+        if self.capturing is not None and id(launch) in self.capturing:
+            info = _ok(self.cu.cuStreamGetCaptureInfo(self.stream), "cuStreamGetCaptureInfo")
+            self.capturing[id(launch)] = info[3][0]  # what the next captured node depends on: this launch's node
+
+    def record(self, enqueue: Callable[[], None], updated: list[Launch]) -> CudaGraph | None:
+        """`enqueue`'s work as a CUDA graph ($FUSEGRAD_CUDA_GRAPHS=0: none, so jitted steps launch kernel by
+        kernel)."""
+        if os.environ.get("FUSEGRAD_CUDA_GRAPHS", "1") == "0":
+            return None
+        return CudaGraph(self, enqueue, updated)
 
     # ---- MATMUL through cuBLAS ----
 
-    def _library_matmul_fits(self, item: ScheduleItem) -> bool:
-        if item.out.dtype not in CUDA_R:
-            return False
-        views = []
-        for src in item.out.srcs:  # realized views now, or (computed earlier in this realize) contiguous buffers
-            found = strided_view(src)
-            views.append(found[1] if found is not None else View.contiguous(src.shape))
-        return gemm_plan(*views) is not None
+    def _library_matmul_fits(self, out: Node, views: list[View]) -> bool:
+        return out.dtype in CUDA_R and gemm_plan(*views) is not None
 
-    def _library_matmul(self, item: ScheduleItem) -> None:
-        out = item.out
-        (a_base, a_view), (b_base, b_view) = (strided_view(s) for s in out.srcs)
-        plan = gemm_plan(a_view, b_view)
-        mem = self.alloc(prod(out.shape) * out.dtype.itemsize)
-        if mem.nbytes:
-            if plan.k == 0:
-                self._fill_zero(mem)
-            else:
-                self.cublas.gemm(plan, out.dtype, self.ptr(a_base.buffer.handle), self.ptr(b_base.buffer.handle),
-                                 self.ptr(mem))
-        out.buffer = Buffer(self.name, out.shape, out.dtype, mem)
+    def _matmul_into(self, out: Node, mem: DeviceArray, a: tuple[DeviceArray, View], b: tuple[DeviceArray, View]) \
+            -> None:
+        plan = gemm_plan(a[1], b[1])
+        if plan.k == 0:
+            self._fill_zero(mem)
+        else:
+            self.cublas.gemm(plan, out.dtype, self.ptr(a[0]), self.ptr(b[0]), self.ptr(mem))

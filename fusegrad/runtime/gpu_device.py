@@ -11,6 +11,7 @@ import hashlib
 import sys
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..codegen.matmul_ir import matmul_kernels
 from ..dtype import DType, float64
 from ..graph import Node, Op, prod
 from ..schedule import ScheduleItem, kernel_inputs, schedule_kernels, strided_view
+from ..view import View
 from .device import Buffer, Device, debug_level
 from .memory_pool import Allocation, MemoryPool
 
@@ -54,6 +56,13 @@ class Launch:
     err_slot: int = -1  # its place in this realize's error-flag array, when it gathers
 
 
+def operand_view(src: Node, ready: set[int] = frozenset()) -> tuple[Node, View]:
+    """The node whose memory a MATMUL operand reads, and the View it reads it through: a realized (or, in `ready`,
+    computed earlier) buffer under movement ops, else the operand itself, computed into a contiguous buffer."""
+    found = strided_view(src, ready)
+    return found if found is not None else (src, View.contiguous(src.shape))
+
+
 def pack_args(values: list[bool | int | float], fp64: bool) -> list[Any]:
     """Launch-argument values as the scalar types the kernel declares (see codegen.c_like.arg_params)."""
     out: list[Any] = []
@@ -71,6 +80,7 @@ class GpuDevice(Device):
 
     name: str
     fp64: bool = True
+    region_align = 1  # bytes: where in a buffer a kernel argument may start (OpenCL: the sub-buffer alignment)
 
     def __init__(self) -> None:
         self.pool = MemoryPool(self._allocate, self._free)
@@ -104,8 +114,18 @@ class GpuDevice(Device):
         """Set device memory to zero bytes, in queue order."""
 
     @abstractmethod
+    def _region(self, base: DeviceArray, offset: int, nbytes: int) -> DeviceArray:
+        """`nbytes` of `base` starting `offset` bytes in, as memory kernels can take (offset a multiple of
+        `region_align`)."""
+
     def _view(self, base: DeviceArray, offset: int, nbytes: int) -> DeviceArray:
         """`nbytes` of `base` starting `offset` bytes in: shared memory where the device can address it, else a copy."""
+        if (base.offset + offset) % self.region_align == 0:
+            return self._region(base, offset, nbytes)
+        out = self.alloc(nbytes)
+        if nbytes:
+            self._copy(out, DeviceArray(base.alloc, base.offset + offset, nbytes), nbytes)
+        return out
 
     @abstractmethod
     def render(self, kernel: ir.Kernel) -> tuple[str, ThreadPlan]:
@@ -123,12 +143,21 @@ class GpuDevice(Device):
     def synchronize(self) -> None:
         """Wait until every enqueued command has finished."""
 
-    def _library_matmul_fits(self, item: ScheduleItem) -> bool:
-        """Whether a vendor library (cuBLAS) runs this MATMUL; if not, loop-IR kernels do."""
+    def record(self, enqueue: Callable[[], None], updated: list[Launch]) -> Any:  # noqa: ANN401
+        """A recording of what `enqueue` enqueues, launched again with one call (a CUDA graph), or None where the
+        device has none. Its `set_args(launch, out, inputs, err)` takes new launch arguments for the launches in
+        `updated`; `launch()` enqueues it all."""
+        return None
+
+    def _library_matmul_fits(self, out: Node, views: list[View]) -> bool:
+        """Whether a library (cuBLAS, a fixed tiled kernel) runs MATMUL `out` on its operands read through `views`;
+        if not, loop-IR kernels do."""
         return False
 
-    def _library_matmul(self, item: ScheduleItem) -> None:
-        """Run a MATMUL that `_library_matmul_fits` accepted, setting `item.out.buffer`."""
+    def _matmul_into(self, out: Node, mem: DeviceArray, a: tuple[DeviceArray, View], b: tuple[DeviceArray, View]) \
+            -> None:
+        """Enqueue MATMUL `out` (accepted by `_library_matmul_fits`) into `mem`, reading each operand as a View of
+        the memory under it."""
         raise NotImplementedError(f"{self.name} has no library MATMUL")
 
     # ---- the Device interface ----
@@ -161,14 +190,9 @@ class GpuDevice(Device):
         """Schedule, compile what is new as one program, run every item in order, then check the error flags."""
         items = schedule_kernels(nodes)
         boundary = {id(item.out) for item in items}
-        steps = [step for item in items for step in self._plan(item, boundary)]
+        steps = [step for item in items for step in self.plan(item, boundary)]
         launches = [s for s in steps if isinstance(s, Launch)]
-        new = {k.name: k.source for k in launches if k.name not in self.functions}
-        if new:
-            if debug_level() >= 3:
-                print("\n".join(new.values()), file=sys.stderr)
-            self.functions.update(self._build(new))
-            self.programs_built += 1
+        self.compile(launches)
         gathering = [k for k in launches if k.kernel.uses_error_flag]
         for slot, k in enumerate(gathering):
             k.err_slot = slot
@@ -196,13 +220,24 @@ class GpuDevice(Device):
             self.synchronize()
             print(f"realize: {len(launches)} kernels in {(time.perf_counter() - start) * 1e3:.3f} ms", file=sys.stderr)
 
+    def compile(self, launches: list[Launch]) -> None:
+        """Build every kernel of `launches` not compiled yet, as one program."""
+        new = {k.name: k.source for k in launches if k.name not in self.functions}
+        if new:
+            if debug_level() >= 3:
+                print("\n".join(new.values()), file=sys.stderr)
+            self.functions.update(self._build(new))
+            self.programs_built += 1
+
     # ---- planning and running ----
 
-    def _plan(self, item: ScheduleItem, boundary: set[int]) -> list[Launch | ScheduleItem]:
+    def plan(self, item: ScheduleItem, boundary: set[int]) -> list[Launch | ScheduleItem]:
+        """What runs one scheduled item: itself (a view, a library MATMUL) or kernel launches. `boundary` holds
+        the ids of every item's output in this schedule (computed by the time the item runs)."""
         if item.kind == "view":
             return [item]
         if item.kind == "matmul":
-            if self._library_matmul_fits(item):
+            if self._library_matmul_fits(item.out, [operand_view(s, boundary)[1] for s in item.out.srcs]):
                 return [item]
             subs, _ = matmul_kernels(item.out, boundary)
             launches = [self._prepare(sub) for sub in subs]
@@ -234,7 +269,11 @@ class GpuDevice(Device):
                 out.buffer = Buffer(self.name, out.shape, out.dtype,
                                     self._view(base, offset * out.dtype.itemsize, nbytes))
             else:
-                self._library_matmul(step)
+                mem = self.alloc(prod(out.shape) * out.dtype.itemsize)
+                if mem.nbytes:
+                    (a_base, a), (b_base, b) = (operand_view(s) for s in out.srcs)
+                    self._matmul_into(out, mem, (a_base.buffer.handle, a), (b_base.buffer.handle, b))
+                out.buffer = Buffer(self.name, out.shape, out.dtype, mem)
             done.append(out)
             return
         value, target = step.value, step.target

@@ -13,12 +13,13 @@ from typing import Any
 
 
 class Allocation:
-    """One block of device memory (`raw` is the device's handle: a pointer or a buffer object)."""
+    """One block of device memory (`raw` is the device's handle: a pointer or a buffer object); a region of another
+    block names it as `parent`, which it keeps alive."""
 
-    __slots__ = ("raw", "nbytes", "__weakref__")
+    __slots__ = ("raw", "nbytes", "parent", "__weakref__")
 
-    def __init__(self, raw: Any, nbytes: int):
-        self.raw, self.nbytes = raw, nbytes
+    def __init__(self, raw: Any, nbytes: int, parent: Allocation | None = None):
+        self.raw, self.nbytes, self.parent = raw, nbytes, parent
 
     def __repr__(self) -> str:
         return f"<Allocation {self.nbytes} bytes>"

@@ -2,9 +2,9 @@
 
 MATMUL of float32/float64 runs as a fixed tiled kernel (codegen/opencl_matmul.py) reading the operand views through
 strides; other dtypes, and batches that are not one stride apart, run as loop-IR kernels (codegen/matmul_ir.py).
-Memory comes from a caching pool; a view with a non-zero offset is copied, because OpenCL cannot pass a pointer into
-the middle of a buffer without sub-buffer alignment. Programs are cached in memory by kernel name (a source hash)
-and on disk by pyopencl (and PoCL's own kernel cache).
+Memory comes from a caching pool; a view starting inside a buffer is a sub-buffer where it is aligned as the device
+requires (`mem_base_addr_align`), else a copy, because OpenCL kernels take whole buffers. Programs are cached in
+memory by kernel name (a source hash) and on disk by pyopencl (and PoCL's own kernel cache).
 """
 from __future__ import annotations
 
@@ -19,11 +19,10 @@ from ..codegen import ir
 from ..codegen.c_like import ThreadPlan
 from ..codegen.opencl import launch_plan, opencl_prelude, render_opencl
 from ..codegen.opencl_matmul import MATMUL_DTYPES, TILE, matmul_kernel_name, render_opencl_matmul
-from ..graph import prod
-from ..schedule import ScheduleItem, strided_view
+from ..graph import Node
 from ..view import View, batch_stride
-from .device import Buffer
 from .gpu_device import DeviceArray, GpuDevice, Launch
+from .memory_pool import Allocation
 
 # round floats as IEEE does: OpenCL lets single-precision / and sqrt be off by ulps unless asked
 BUILD_OPTIONS = ["-cl-fp32-correctly-rounded-divide-sqrt"]
@@ -62,6 +61,7 @@ class OpenCLDevice(GpuDevice):
         self.queue = cl.CommandQueue(self.context)
         self.fp64 = "cl_khr_fp64" in self.device.extensions
         self.is_cpu = bool(self.device.type & cl.device_type.CPU)
+        self.region_align = max(self.device.mem_base_addr_align // 8, 1)
         # one fixed work-group size: PoCL compiles a kernel once per work-group size, so never let it vary
         self.local_size = min(64 if self.is_cpu else 256, self.device.max_work_group_size)
         self.max_groups = max(1, self.device.max_compute_units) * (16 if self.is_cpu else 64)
@@ -94,13 +94,14 @@ class OpenCLDevice(GpuDevice):
     def _fill_zero(self, dst: DeviceArray) -> None:
         self.cl.enqueue_fill_buffer(self.queue, dst.alloc.raw, np.uint8(0), dst.offset, dst.nbytes)
 
-    def _view(self, base: DeviceArray, offset: int, nbytes: int) -> DeviceArray:
-        if base.offset + offset == 0:
+    def _region(self, base: DeviceArray, offset: int, nbytes: int) -> DeviceArray:
+        start = base.offset + offset
+        if start == 0:
             return DeviceArray(base.alloc, 0, nbytes)
-        out = self.alloc(nbytes)  # kernels take whole buffers: an offset view becomes a (device-side) copy
-        if nbytes:
-            self._copy(out, DeviceArray(base.alloc, base.offset + offset, nbytes), nbytes)
-        return out
+        # kernels take whole buffers: a region is a sub-buffer (of the allocation itself: OpenCL has no nesting),
+        # which keeps the allocation alive so the pool cannot hand it out again
+        sub = base.alloc.raw.get_sub_region(start, max(nbytes, 1))
+        return DeviceArray(Allocation(sub, nbytes, parent=base.alloc), 0, nbytes)
 
     def synchronize(self) -> None:
         """Wait for the command queue to drain."""
@@ -140,32 +141,26 @@ class OpenCLDevice(GpuDevice):
 
     # ---- MATMUL: the tiled kernel ----
 
-    def _library_matmul_fits(self, item: ScheduleItem) -> bool:
-        if item.out.dtype not in MATMUL_DTYPES or (item.out.dtype.itemsize == 8 and not self.fp64):
+    def _library_matmul_fits(self, out: Node, views: list[View]) -> bool:
+        if out.dtype not in MATMUL_DTYPES or (out.dtype.itemsize == 8 and not self.fp64):
             return False
-        for src in item.out.srcs:  # realized views now, or (computed earlier in this realize) contiguous buffers
-            found = strided_view(src)
-            if batch_stride(found[1] if found is not None else View.contiguous(src.shape)) is None:
-                return False
-        return max(item.out.shape[-2:] + item.out.srcs[0].shape[-1:]) < 2**31
+        return all(batch_stride(v) is not None for v in views) and max(out.shape[-2:] + views[0].shape[-1:]) < 2**31
 
-    def _library_matmul(self, item: ScheduleItem) -> None:
-        out = item.out
+    def _matmul_into(self, out: Node, mem: DeviceArray, a: tuple[DeviceArray, View], b: tuple[DeviceArray, View]) \
+            -> None:
         name = matmul_kernel_name(out.dtype)
         if name not in self.functions:  # one fixed source per dtype: built once per process
             self.functions.update(self._build({name: render_opencl_matmul(out.dtype)}))
             self.programs_built += 1
-        (a_base, a), (b_base, b) = (strided_view(s) for s in out.srcs)
-        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-        count, a_batch = batch_stride(a)
-        b_batch = batch_stride(b)[1]
-        mem = self.alloc(prod(out.shape) * out.dtype.itemsize)
-        if mem.nbytes:
-            fn = self.functions[name]
-            fn.set_args(mem.alloc.raw, a_base.buffer.handle.alloc.raw, b_base.buffer.handle.alloc.raw,
-                        *(np.int32(x) for x in (m, n, k)),
-                        *(np.int64(x) for x in (a.offset, a_batch, a.strides[-2], a.strides[-1])),
-                        *(np.int64(x) for x in (b.offset, b_batch, b.strides[-2], b.strides[-1])))
-            groups = (-(-n // TILE) * TILE, -(-m // TILE) * TILE, count)
-            self.cl.enqueue_nd_range_kernel(self.queue, fn, groups, (TILE, TILE, 1))
-        out.buffer = Buffer(self.name, out.shape, out.dtype, mem)
+        (a_mem, av), (b_mem, bv) = a, b
+        if a_mem.offset or b_mem.offset:
+            raise AssertionError("opencl buffers are never offset views")
+        m, k, n = av.shape[-2], av.shape[-1], bv.shape[-1]
+        count, a_batch = batch_stride(av)
+        b_batch = batch_stride(bv)[1]
+        fn = self.functions[name]
+        fn.set_args(mem.alloc.raw, a_mem.alloc.raw, b_mem.alloc.raw, *(np.int32(x) for x in (m, n, k)),
+                    *(np.int64(x) for x in (av.offset, a_batch, av.strides[-2], av.strides[-1])),
+                    *(np.int64(x) for x in (bv.offset, b_batch, bv.strides[-2], bv.strides[-1])))
+        groups = (-(-n // TILE) * TILE, -(-m // TILE) * TILE, count)
+        self.cl.enqueue_nd_range_kernel(self.queue, fn, groups, (TILE, TILE, 1))
