@@ -3,7 +3,8 @@ with the CUDA driver API through NVIDIA's `cuda-bindings`; MATMUL through cuBLAS
 
 Install with `pip install "fusegrad[cuda]"`. Everything runs on one stream of the device's primary context (the one
 cuBLAS and other CUDA libraries share), so memory returned to the caching pool is safely reused in stream order.
-Kernels are cached in memory by name (a source hash) and as cubins on disk (runtime/nvrtc.py).
+Kernels are cached in memory by name (a source hash) and as cubins on disk (runtime/nvrtc.py). A jitted step's
+fixed commands (jit/gpu_program.py) are recorded once as a CUDA graph (`CudaGraph`) and replayed with one launch.
 """
 from __future__ import annotations
 
