@@ -1,7 +1,8 @@
 """fusegrad vs PyTorch on single ops, side by side in one process with the same thread count.
 
-Run: python bench/ops.py [--device cpu] [--repeat 20] [--only conv] [--threads N] [--clock wall|cpu]
-Prints the median time of each and the ratio fusegrad / torch (below 1.0: fusegrad is faster). fusegrad's time is
+Run: python bench/ops.py [--device cpu|cuda|opencl] [--repeat 20] [--only conv] [--threads N] [--clock wall|cpu]
+Prints the median time of each and the ratio fusegrad / torch (below 1.0: fusegrad is faster); with `--device cuda`
+torch runs on the GPU too, and every timed call ends when its device has finished. fusegrad's time is
 what a user pays per call in eager mode: building the graph, scheduling, launching (compiled kernels are cached
 after the warm-up calls) and computing. The `jit` column is the same op as an `fg.jit` function (replayed from its
 third call: no graph building or scheduling in the loop) over torch's time. All three are timed in alternation, so
@@ -37,6 +38,7 @@ from fusegrad import nn  # noqa: E402
 
 # (name, the op as a function of fusegrad tensors, its inputs, the torch call)
 Case = tuple[str, Callable[..., object], tuple, Callable[[], object]]
+MEMORY_BOUND = ("gelu", "sum", "softmax", "layer_norm")  # cases whose speed limit is memory bandwidth
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -49,9 +51,22 @@ def _timed(fn: Callable[[], object]) -> float:
     return _clock() - start
 
 
+def torch_device(device: str) -> str:
+    """Where torch runs beside fusegrad's `device`: the GPU for `cuda`, else the CPU (torch has no OpenCL)."""
+    return "cuda" if device == "cuda" else "cpu"
+
+
 def _pair(shape: tuple[int, ...], device: str, seed: int = 0) -> tuple[fg.Tensor, torch.Tensor]:
     data = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    return fg.tensor(data, device=device).realize(), torch.from_numpy(data.copy())
+    return fg.tensor(data, device=device).realize(), torch.from_numpy(data.copy()).to(torch_device(device))
+
+
+def synchronized(fn: Callable[[], object], wait: Callable[[], None]) -> Callable[[], None]:
+    """`fn`, then wait for the device: GPU work runs asynchronously, so its time ends when the device is done."""
+    def call() -> None:
+        fn()
+        wait()
+    return call
 
 
 def _conv_cases(name: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], padding: int, device: str) -> list[Case]:
@@ -104,11 +119,23 @@ def _realized(result: fg.Tensor | list[fg.Tensor]) -> None:
     results[0].realize(*results[1:])
 
 
-def calls(case: Case) -> tuple[Callable[[], object], Callable[[], object], Callable[[], object]]:
-    """(eager fusegrad, jitted fusegrad, torch) calls of one case."""
+def calls(case: Case, device: str) -> tuple[Callable[[], object], Callable[[], object], Callable[[], object]]:
+    """(eager fusegrad, jitted fusegrad, torch) calls of one case, each ending when its device has finished."""
     _, fn, inputs, torch_call = case
     jitted = fg.jit(fn)
-    return (lambda: _realized(fn(*inputs))), (lambda: _realized(jitted(*inputs))), torch_call
+    done = (lambda: fg.synchronize(device))
+    torch_done = torch.cuda.synchronize if torch_device(device) == "cuda" else (lambda: None)
+    return (synchronized(lambda: _realized(fn(*inputs)), done), synchronized(lambda: _realized(jitted(*inputs)), done),
+            synchronized(torch_call, torch_done))
+
+
+def moved_bytes(case: Case) -> int | None:
+    """Bytes a memory-bound op must read and write at least (its inputs once, its output once), else None."""
+    name, fn, inputs, _ = case
+    if not name.startswith(MEMORY_BOUND):
+        return None
+    out = fn(*inputs)
+    return sum(t.numel() * t.element_size() for t in (*inputs, out))
 
 
 def measure(fns: tuple[Callable[[], object], ...], repeat: int) -> list[list[float]]:
@@ -138,15 +165,20 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, {WAIT}, {args.clock} clock")
-    print(f"{'op':36s} {'fusegrad ms':>12s} {'jit ms':>8s} {'torch ms':>10s} {'ratio':>7s} {'min':>6s} {'jit':>6s}")
+    print(f"torch on {torch_device(args.device)}; GB/s: the least bytes a memory-bound op moves (inputs and output "
+          "once) over the jit's median time, and over torch's")
+    print(f"{'op':36s} {'fusegrad ms':>12s} {'jit ms':>8s} {'torch ms':>10s} {'ratio':>7s} {'min':>6s} {'jit':>6s} "
+          f"{'jit GB/s':>9s} {'torch GB/s':>10s}")
     with torch.no_grad():
         for case in cases(args.device):
             if args.only not in case[0]:
                 continue
-            tf, tj, tt = measure(calls(case), args.repeat)
+            tf, tj, tt = measure(calls(case, args.device), args.repeat)
             mf, mj, mt = (statistics.median(t) for t in (tf, tj, tt))
+            moved = moved_bytes(case)
+            rates = f"{moved / mj / 1e9:9.1f} {moved / mt / 1e9:10.1f}" if moved else f"{'-':>9s} {'-':>10s}"
             print(f"{case[0]:36s} {mf * 1e3:12.3f} {mj * 1e3:8.3f} {mt * 1e3:10.3f} {mf / mt:7.2f} "
-                  f"{min(tf) / min(tt):6.2f} {mj / mt:6.2f}", flush=True)
+                  f"{min(tf) / min(tt):6.2f} {mj / mt:6.2f} {rates}", flush=True)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from .frontend.movement import cat, stack
 from .frontend.tensor import Tensor, device, grad
 from .graph import ShapeError
 from .realize import ShapeOnlyError
-from .runtime import available_devices, default_device, set_default_device
+from .runtime import available_devices, default_device, set_default_device, synchronize
 
 bool = bool_  # noqa: A001 - torch.bool
 float = float32  # noqa: A001 - torch.float
@@ -67,5 +67,5 @@ __all__ = ["DType", "Spec", "ShapeError", "ShapeOnlyError", "Tensor", "arange", 
            "eye", "float16", "float32", "float64", "from_numpy", "full", "full_like", "grad", "inference_mode", "int32",
            "int64", "is_grad_enabled", "jit", "JitError", "linspace", "manual_seed", "no_grad", "normal", "one_hot",
            "ones", "ones_like", "promote_types", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like",
-           "realize", "schedule", "set_default_device", "set_grad_enabled", "stack", "tensor", "uint8", "where",
-           "zeros", "zeros_like", *FUNCTIONS]
+           "realize", "schedule", "set_default_device", "set_grad_enabled", "stack", "synchronize", "tensor", "uint8",
+           "where", "zeros", "zeros_like", *FUNCTIONS]

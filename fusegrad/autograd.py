@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .graph import Node, Op
+from .graph import Node, Op, prod
 
 
 class Value(Protocol):
@@ -175,10 +175,42 @@ def _grad_unfold(ctx: Context, g: Value) -> tuple[Value]:
     return (_p(Op.PERMUTE, g, arg=tuple(back)),)
 
 
+def _selected(idx: Value, dim: int) -> Node | None:
+    """The 1-D index vector when a gather index is that vector along `dim`, the same for every position of the other
+    dims (what index_select, embedding and x[i] build: a reshape to size 1 elsewhere, then an expand), else None."""
+    node = idx._node
+    if node.op is not Op.EXPAND or node.srcs[0].op is not Op.RESHAPE:
+        return None
+    vec = node.srcs[0].srcs[0]
+    count = node.shape[dim]
+    if vec.shape != (count,) or node.srcs[0].shape != tuple(count if i == dim else 1 for i in range(len(node.shape))):
+        return None
+    return vec
+
+
+def _grad_select(x: Value, vec: Node, g: Value, dim: int) -> Value:
+    """A row selection's gradient as one product: one_hot(vec)^T @ g, with `dim` moved first and the rest flat."""
+    n, count = x.shape[dim], vec.shape[0]
+    order = (dim,) + tuple(i for i in range(len(x.shape)) if i != dim)
+    rest = prod(x.shape[:dim] + x.shape[dim + 1:])
+    rows = _p(Op.RESHAPE, _p(Op.PERMUTE, g, arg=order), arg=(count, rest))
+    idx = g._wrap(vec)
+    positions = idx._wrap(idx._arange_node(n, vec.dtype))
+    hit = _p(Op.CMPEQ, _p(Op.EXPAND, _p(Op.RESHAPE, positions, arg=(n, 1)), arg=(n, count)),
+             _p(Op.EXPAND, _p(Op.RESHAPE, idx, arg=(1, count)), arg=(n, count)))
+    summed = _p(Op.MATMUL, _p(Op.CAST, hit, arg=g.dtype), rows)  # (n, rest): each row's gradients added up
+    moved = _p(Op.RESHAPE, summed, arg=tuple(x.shape[i] for i in order))
+    return _p(Op.PERMUTE, moved, arg=tuple(order.index(i) for i in range(len(order))))
+
+
 def _grad_gather(ctx: Context, g: Value) -> tuple[Value, None]:
-    """Scatter-add written in primitives: compare the index with every source position, weight, sum."""
+    """Scatter-add written in primitives: a row selection is a product with a one-hot matrix; any other gather
+    compares the index with every source position, weights and sums."""
     x, idx = ctx.srcs
     dim, n = ctx.arg, x.shape[ctx.arg]
+    vec = _selected(idx, dim)
+    if vec is not None and x.shape[:dim] + x.shape[dim + 1:] == g.shape[:dim] + g.shape[dim + 1:]:
+        return _grad_select(x, vec, g, dim), None
     shape = idx.shape + (n,)
     positions = idx._wrap(idx._arange_node(n, idx.dtype))
     positions = _p(Op.EXPAND, _p(Op.RESHAPE, positions, arg=(1,) * len(idx.shape) + (n,)), arg=shape)

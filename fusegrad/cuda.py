@@ -7,8 +7,9 @@ device = fg.device("cuda" if fg.cuda.is_available() else "cpu")
 from __future__ import annotations
 
 from .runtime import available_devices
+from .runtime import synchronize as _synchronize
 
-__all__ = ["device_count", "is_available"]
+__all__ = ["device_count", "is_available", "synchronize"]
 
 
 def is_available() -> bool:
@@ -20,3 +21,9 @@ def device_count() -> int:
     """The number of CUDA devices fusegrad can use: 1 when `is_available()` (fusegrad drives one GPU, chosen by
     $FUSEGRAD_CUDA_DEVICE), else 0."""
     return 1 if is_available() else 0
+
+
+def synchronize() -> None:
+    """Wait until everything enqueued on the GPU has finished (`torch.cuda.synchronize`); nothing without one."""
+    if is_available():
+        _synchronize("cuda")

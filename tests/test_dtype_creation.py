@@ -156,6 +156,18 @@ def test_to_other_tensor_and_device():
 
 
 
+def test_synchronize_waits_for_enqueued_work(device: str) -> None:
+    """fg.synchronize(device) (and fg.cuda.synchronize, like torch's) returns once queued kernels have run."""
+    x = fg.arange(1 << 16, dtype=fg.float32, device=device)
+    y = (x * 0.5).sum().realize()  # enqueued (on accelerators, running asynchronously)
+    fg.synchronize(device)
+    fg.cuda.synchronize()  # without a GPU: nothing to wait for
+    assert np.isclose(y.item(), 0.5 * (1 << 16) * ((1 << 16) - 1) / 2, rtol=1e-6)
+    fg.synchronize()  # the default device
+    with pytest.raises(ValueError, match="unknown device"):
+        fg.synchronize("tpu")
+
+
 def test_device_objects_like_torch_device():
     dev = fg.device("cuda" if fg.cuda.is_available() else "cpu")
     assert fg.cuda.is_available() == ("cuda" in fg.available_devices())

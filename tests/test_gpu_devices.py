@@ -83,6 +83,21 @@ def test_views_share_or_copy_memory_correctly(gpu: str) -> None:
     np.testing.assert_array_equal((x[1] + x[2]).numpy(), host[1] + host[2])
 
 
+def test_views_of_views_at_aligned_and_unaligned_offsets(gpu: str) -> None:
+    """Dense blocks of dense blocks, realized one after another (on OpenCL: sub-buffers cut from the allocation
+    itself where aligned, copies elsewhere), read by kernels and by MATMUL."""
+    host = np.random.default_rng(0).standard_normal((256, 24)).astype(np.float32)  # rows of 96 bytes
+    x = fg.tensor(host, device=gpu)
+    y = x[64:].realize()  # 6144 bytes in
+    z = y[32:].realize()  # a region of a region
+    w = z[1:].realize()  # 96 bytes further: unaligned on OpenCL
+    v = w[4:].realize()
+    for t, h in [(y, host[64:]), (z, host[96:]), (w, host[97:]), (v, host[101:])]:
+        np.testing.assert_array_equal(t.numpy(), h)
+        np.testing.assert_array_equal((t * 2).numpy(), h * 2)
+    np.testing.assert_allclose((v @ y[:24]).numpy(), host[101:] @ host[64:88], rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("dtype", [fg.float32, fg.float64, fg.float16, fg.int64, fg.bool_], ids=lambda d: d.name)
 def test_matmul_of_strided_views(gpu: str, dtype: fg.DType) -> None:
     rng = np.random.default_rng(3)

@@ -372,10 +372,27 @@ def test_embedding_from_pretrained_and_frozen_lookup(device: str) -> None:
     trainable = nn.Embedding.from_pretrained(fg.tensor(weight, device=device), freeze=False, padding_idx=2)
     assert trainable.weight.requires_grad and trainable.padding_idx == 2
     np.testing.assert_array_equal(trainable.weight.numpy(), weight)  # the padding row is kept as given
-    with fg.no_grad():  # the gather path gives the same values as the one-hot path
+    with fg.no_grad():
         assert_close(trainable(fg.tensor(idx, device=device)), tfrozen(torch.tensor(idx)), atol=0)
     with pytest.raises(AssertionError, match="2-dimensional"):
         nn.Embedding.from_pretrained(fg.ones(3, device=device))
+
+
+@pytest.mark.parametrize("bad", [6, -1, 100])
+def test_embedding_index_out_of_range_is_an_index_error(device: str, bad: int) -> None:
+    """As in torch, with or without a gradient and in a jitted step (negative indices do not count from the end)."""
+    m = nn.Embedding(6, 3, device=device)
+    idx = fg.tensor(np.array([[0, bad], [5, 1]]), device=device)
+    with pytest.raises(IndexError, match="out of bounds for dim 0 with size 6"):
+        m(idx).sum().backward()
+    with pytest.raises(IndexError), fg.no_grad():
+        m(idx).numpy()
+    step = fg.jit(lambda i: m(i).sum())
+    good = fg.tensor(np.array([[0, 2], [5, 1]]), device=device)
+    for _ in range(3):
+        step(good)
+    with pytest.raises(IndexError):
+        step(idx).item()
 
 
 def test_embedding_in_a_model_trains_like_torch(device: str) -> None:

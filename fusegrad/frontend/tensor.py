@@ -433,8 +433,8 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
         for t, g in leaves:
             grad_mode.journal(t, "grad", t.grad)
             t.grad = g if t.grad is None else (t.grad + g)
-        if not create_graph and leaves:
-            leaves[0][0].grad.realize(*[t.grad for t, _ in leaves[1:]])
+        if not create_graph and leaves:  # the output too, as torch has computed it: its errors (a bad index) show
+            leaves[0][0].grad.realize(*[t.grad for t, _ in leaves[1:]], self)
 
 
 class _DataAlias(Tensor):

@@ -1,7 +1,16 @@
 """Backends: one module per device, all behind the `Device` interface."""
 from .cpu import CpuDevice
 from .cuda import cuda_available
-from .device import Buffer, Device, available_devices, default_device, get_device, register_device, set_default_device
+from .device import (
+    Buffer,
+    Device,
+    available_devices,
+    default_device,
+    get_device,
+    register_device,
+    set_default_device,
+    synchronize,
+)
 from .numpy_device import NumpyDevice
 from .opencl import opencl_available
 
@@ -15,4 +24,4 @@ if cuda_available():  # cuda-bindings imports and the driver reports a GPU
     register_device("cuda", CudaDevice)
 
 __all__ = ["Buffer", "CpuDevice", "Device", "NumpyDevice", "available_devices", "default_device", "get_device",
-           "register_device", "set_default_device"]
+           "register_device", "set_default_device", "synchronize"]

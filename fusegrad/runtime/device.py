@@ -56,6 +56,10 @@ class Device(ABC):
         """Compute every node in `nodes` and set its `.buffer`; sources already realized are read as they are.
         `order` is `toposort(nodes)` when the caller has already walked the graph."""
 
+    def synchronize(self) -> None:  # noqa: B027 - a default: a device that computes within `realize` waits for nothing
+        """Wait until everything enqueued has finished."""
+
+
 
 _FACTORIES: dict[str, Callable[[], Device]] = {}
 _INSTANCES: dict[str, Device] = {}
@@ -97,6 +101,14 @@ def default_device() -> str:
     if not _default:
         _default.append(canonical_device(os.environ.get("FUSEGRAD_DEVICE") or "cpu"))
     return _default[0]
+
+
+def synchronize(device: str | None = None) -> None:
+    """Wait until every kernel and copy enqueued on `device` (default: the default device) has finished, as
+    `torch.cuda.synchronize` does: GPU work runs asynchronously, so time it up to here. A no-op on `numpy` and `cpu`."""
+    name = canonical_device(device)
+    if name in _INSTANCES:  # a device never used has nothing enqueued
+        _INSTANCES[name].synchronize()
 
 
 def set_default_device(name: str) -> None:

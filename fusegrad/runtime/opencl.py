@@ -95,13 +95,14 @@ class OpenCLDevice(GpuDevice):
         self.cl.enqueue_fill_buffer(self.queue, dst.alloc.raw, np.uint8(0), dst.offset, dst.nbytes)
 
     def _region(self, base: DeviceArray, offset: int, nbytes: int) -> DeviceArray:
-        start = base.offset + offset
+        alloc, start = base.alloc, base.offset + offset
+        if alloc.parent is not None:  # a region of a region: OpenCL has no nested sub-buffers
+            alloc, start = alloc.parent, start + alloc.raw.offset
         if start == 0:
-            return DeviceArray(base.alloc, 0, nbytes)
-        # kernels take whole buffers: a region is a sub-buffer (of the allocation itself: OpenCL has no nesting),
-        # which keeps the allocation alive so the pool cannot hand it out again
-        sub = base.alloc.raw.get_sub_region(start, max(nbytes, 1))
-        return DeviceArray(Allocation(sub, nbytes, parent=base.alloc), 0, nbytes)
+            return DeviceArray(alloc, 0, nbytes)
+        # kernels take whole buffers: a region is a sub-buffer, which keeps its allocation alive so the pool cannot
+        # hand that out again
+        return DeviceArray(Allocation(alloc.raw.get_sub_region(start, max(nbytes, 1)), nbytes, parent=alloc), 0, nbytes)
 
     def synchronize(self) -> None:
         """Wait for the command queue to drain."""
