@@ -181,3 +181,29 @@ def walk_values(stmts: list[Stmt]) -> Iterator[Value]:
             stack.extend(v.srcs)
         elif isinstance(v, GatherLoad):
             stack.append(v.position)
+
+
+def _stores(stmts: list[Stmt]) -> list[Store]:
+    out = []
+    for s in stmts:
+        if isinstance(s, Loop):
+            out += _stores(s.body)
+        elif isinstance(s, Store):
+            out.append(s)
+    return out
+
+
+def reads_only_where_stored(kernel: Kernel, bufs: set[str]) -> bool:
+    """True if the kernel stores its output once and reads the buffers `bufs` only at the element that store writes,
+    unconditionally: then the output may be written over them (a state updated in place). Cut loops store per
+    piece: not worth proving each piece safe."""
+    stores = [s for s in _stores(kernel.body) if s.buf == "out"]
+    if len(stores) != 1:
+        return False
+    store = stores[0]
+    for v in walk_values(kernel.body):
+        if isinstance(v, GatherLoad) and v.buf in bufs:
+            return False
+        if isinstance(v, Load) and v.buf in bufs and (v.index != store.index or not v.cond.always):
+            return False
+    return True

@@ -57,16 +57,6 @@ class _Realized:
 _DONE = _Realized()
 
 
-def _stores(stmts: list[ir.Stmt]) -> list[ir.Store]:
-    out = []
-    for s in stmts:
-        if isinstance(s, ir.Loop):
-            out += _stores(s.body)
-        elif isinstance(s, ir.Store):
-            out.append(s)
-    return out
-
-
 class CpuProgram:
     """A whole captured step compiled into one C function; `run` binds the inputs and calls it once."""
 
@@ -159,17 +149,7 @@ class CpuProgram:
             return True
         if any(item.inputs[int(nm[2:])] is not state_input or state_input.shape != item.out.shape for nm in names):
             return False
-        kernel = self._lowered(j)
-        stores = [s for s in _stores(kernel.body) if s.buf == "out"]
-        if len(stores) != 1:  # cut loops store per piece: not worth proving each piece safe
-            return False
-        store = stores[0]
-        for v in ir.walk_values(kernel.body):
-            if isinstance(v, ir.GatherLoad) and v.buf in names:
-                return False
-            if isinstance(v, ir.Load) and v.buf in names and (v.index != store.index or not v.cond.always):
-                return False
-        return True
+        return ir.reads_only_where_stored(self._lowered(j), names)
 
     def _plan(self) -> None:
         """Views alias their base; every other item result not in a state buffer gets an arena slot."""

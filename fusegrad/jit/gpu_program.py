@@ -3,8 +3,9 @@
 The step is scheduled, lowered and compiled at capture exactly as eager mode would run it (`GpuDevice.plan`), and
 every value gets fixed memory: each input a static slot (the caller's buffer is copied in when it is a new one), each
 state (parameter, optimizer state, gradient) a persistent buffer, and every intermediate a place in one arena,
-planned from lifetimes (`plan_arena`) so that buffers not alive together share bytes. New state values are copied
-into their persistent buffers after the last command that reads the old ones. A replay sets the random seeds and
+planned from lifetimes (`plan_arena`) so that buffers not alive together share bytes. A state's new value is
+computed straight into its persistent buffer where that is safe, else copied there after the last command that
+reads the old value. A replay sets the random seeds and
 enqueues the list: no scheduling, lowering, compiling or allocation. On `cuda` the list is recorded once as a CUDA
 graph, and a replay is one graph launch.
 """
@@ -55,6 +56,8 @@ class GpuProgram:
         self.sizes: dict[int, int] = {}  # arena key -> bytes
         self.lifetimes: dict[int, list[int]] = {}  # arena key -> [first step, last step]
         self.work: list[tuple[str, Any]] = []  # what each step enqueues, in terms of nodes (placed in _place_steps)
+        self.written: dict[int, int] = {}  # id(node) -> the step that computes it into its own buffer
+        self.last_fixed_read: dict[int, int] = {}  # id(input slot or state buffer) -> the last step reading it
         self._place_steps(steps)
         self._plan_arena(end=len(steps))
         self._make_commands()
@@ -68,11 +71,14 @@ class GpuProgram:
         self.place[id(node)] = (id(node), 0)
         self.sizes[id(node)] = max(_nbytes(node), 1)
         self.lifetimes[id(node)] = [j, j]
+        self.written[id(node)] = j
 
     def _read(self, node: Node, j: int) -> None:
         base, _ = self.place[id(node)]
         if isinstance(base, int):
             self.lifetimes[base][1] = j
+        else:
+            self.last_fixed_read[id(base)] = j
 
     def _place_steps(self, steps: list[Launch | ScheduleItem]) -> None:
         """Give every value a place, in step order, extending lifetimes over the reads."""
@@ -97,7 +103,7 @@ class GpuProgram:
                     self.place[id(out)] = (base, offset)
                 else:  # the device cannot start a kernel argument there: a copy
                     self._new(out, j)
-                    self.work.append(("copy", (out, (base, offset))))
+                    self.work.append(("copy", (out, src, offset - self.place[id(src)][1])))
             else:  # a library MATMUL
                 operands = [operand_view(s, ready) for s in out.srcs]
                 for base_node, _ in operands:
@@ -106,9 +112,40 @@ class GpuProgram:
                 self.work.append(("matmul", (out, operands)))
             ready.add(id(out))
 
+    def _write_in_place(self) -> None:
+        """Compute a state's new value straight into its persistent buffer where nothing reads the old value later
+        (a kernel computing it may read it, at the element it writes only), instead of copying it there at the end."""
+        steps = {id(step.value): step for kind, step in self.work if kind == "launch" and step.value is step.target}
+        steps.update({id(step[0]): None for kind, step in self.work if kind == "matmul"})  # BLAS: no overlap at all
+        for k, (s, _) in enumerate(self.captured.states):
+            key, mem = id(s.final), self.states[k]
+            if key not in steps or self.place[key] != (key, 0):  # computed elsewhere, or already moved
+                continue
+            j, last = self.written[key], self.last_fixed_read.get(id(mem), -1)
+            launch = steps[key]
+            if last > j or last == j and (launch is None or not self._reads_only_in_place(launch, mem)):
+                continue
+            for n_id, (base, offset) in list(self.place.items()):  # the value and every view sharing its memory
+                if base == key:
+                    self.place[n_id] = (mem, offset)
+            del self.lifetimes[key], self.sizes[key]
+
+    def _reads_only_in_place(self, launch: Launch, mem: DeviceArray) -> bool:
+        """True if `launch` reads the buffer `mem` only as whole operands laid out like its output, each at the
+        element it writes."""
+        names = set()
+        for i, n in enumerate(launch.inputs):
+            base, offset = self.place[id(n)]
+            if base is mem:
+                if offset or n.shape != launch.value.shape:
+                    return False
+                names.add(f"in{i}")
+        return ir.reads_only_where_stored(launch.kernel, names)
+
     def _plan_arena(self, end: int) -> None:
         """Outputs live to the end, new state values until they are copied; then place the arena."""
         cap = self.captured
+        self._write_in_place()
         self.final_copies = []
         for k, (s, _) in enumerate(cap.states):
             if self.place[id(s.final)] != (self.states[k], 0):
@@ -161,10 +198,11 @@ class GpuProgram:
                 if step.plan.work:
                     self.commands.append((device._launch, (step, *mem)))
             elif kind == "copy":
-                out, place = step
+                out, src, offset = step
+                base, at = self.place[id(src)]
                 if _nbytes(out):
-                    self.commands.append((device._copy, (self.memory(out), self._span(place, _nbytes(out)),
-                                                         _nbytes(out))))
+                    self.commands.append((device._copy, (self.memory(out), self._span((base, at + offset),
+                                                                                      _nbytes(out)), _nbytes(out))))
             else:
                 out, operands = step
                 if _nbytes(out):
