@@ -102,3 +102,20 @@ def test_an_index_out_of_range_is_an_index_error_and_the_step_still_runs(acceler
     with pytest.raises(IndexError, match="out of bounds for dim 1 with size 3"):  # cross_entropy gathers class 3
         run(idx, fg.tensor(np.full(5, 3), device=accelerator))
     assert np.isfinite(run(idx, fg.tensor(np.zeros(5, np.int64), device=accelerator)).item())
+
+
+def test_debug_2_times_every_command_of_a_step(accelerator: str, tmp_path) -> None:  # noqa: ANN001
+    import os
+    import subprocess
+    import sys
+    code = ("import fusegrad as fg\n"
+            f"step = fg.jit(lambda x, w: (x @ w).relu().sum())\n"
+            f"x, w = fg.randn(64, 32, device='{accelerator}'), fg.randn(32, 16, device='{accelerator}')\n"
+            "for _ in range(5): step(x, w)\n"
+            "print(step.last.program.kernel_profile()[0][0], step.last.program.graph)\n")
+    env = {**os.environ, "DEBUG": "2", "XDG_CACHE_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "jit step profile: 2 calls" in result.stderr and "over 4 runs" in result.stderr
+    first, graph = result.stdout.split()[0], result.stdout.split()[-1]
+    assert first in ("kernel", "matmul") and graph == "None"  # timed command by command, so never one graph

@@ -8,11 +8,9 @@ is passed in), so a replay is one ctypes call with no allocation.
 """
 from __future__ import annotations
 
-import atexit
 import ctypes
 import hashlib
 import os
-import sys
 
 import numpy as np
 
@@ -27,6 +25,7 @@ from ..runtime.cpu import _pack_args
 from ..runtime.device import Buffer, debug_level
 from ..schedule import ScheduleItem, schedule_kernels, strided_view
 from .memory_plan import Lifetime, MemoryPlan, plan_arena
+from .profile import StepProfile
 from .trace import Captured
 
 GEMM_TYPES = {float32: "fg_sgemm_t", float64: "fg_dgemm_t"}
@@ -257,12 +256,10 @@ class CpuProgram:
                        f"  for (int i = 0; i < {len(self.gathers)}; i++) failed |= err[i];\n  return failed;\n}}\n")
         lib = compile_library(self.source, ["fg_run"] + (["fg_profile"] if profile else []))
         self.fn = lib.fg_run
-        self.runs = 0
-        self.profile_times: np.ndarray | None = None
+        self.profile: StepProfile | None = None
         if profile:
             lib.fg_profile.restype = ctypes.POINTER(ctypes.c_double)
-            self.profile_times = np.ctypeslib.as_array(lib.fg_profile(), (max(len(calls), 1),))
-            _PROFILED.append(self)
+            self.profile = StepProfile(self.call_names, np.ctypeslib.as_array(lib.fg_profile(), (max(len(calls), 1),)))
         self.fn.restype = ctypes.c_int32  # nonzero: a gather was out of range
         self.fn.argtypes = [ctypes.c_void_p] * 8
         self.args = np.frombuffer(_pack_args(args or [0.0]), np.float64).copy()  # the integers' bits as they are
@@ -376,7 +373,8 @@ class CpuProgram:
             for seed_slot, offset_slot, offset in self.rand_slots:
                 self.args_int[seed_slot] = seed - 2**64 if seed >= 2**63 else seed
                 self.args_int[offset_slot] = counter + offset
-        self.runs += 1
+        if self.profile is not None:
+            self.profile.runs += 1
         if self.fn(*self.call_args):
             k = int(np.flatnonzero(self.err)[0])
             dim, size = self.gathers[k][self.err[k] - 1]
@@ -393,29 +391,11 @@ class CpuProgram:
 
     def kernel_profile(self) -> list[tuple[str, float]]:
         """(what, ms per run) for each call of `fg_run`, slowest first; empty unless captured with DEBUG>=2."""
-        if self.profile_times is None or not self.runs:
-            return []
-        times = self.profile_times[:len(self.call_names)] * 1e3 / self.runs
-        return sorted(zip(self.call_names, times.tolist()), key=lambda pair: -pair[1])
+        return self.profile.table() if self.profile is not None else []
 
     def state_value(self, k: int, results: list[Node]) -> Node:
         """The node state k holds after a run: its persistent buffer, the same node every call."""
         return self.state_nodes[k]
-
-
-_PROFILED: list[CpuProgram] = []
-
-
-@atexit.register
-def _print_profiles() -> None:
-    """DEBUG=2: where each compiled step's time went, printed when the process ends."""
-    for program in _PROFILED:
-        profile = program.kernel_profile()
-        total = sum(ms for _, ms in profile) or 1.0
-        print(f"jit step profile: {len(profile)} calls, {total:.3f} ms per run over {program.runs} runs",
-              file=sys.stderr)
-        for what, ms in profile[:40]:
-            print(f"  {ms:9.4f} ms {100 * ms / total:5.1f}%  {what}", file=sys.stderr)
 
 
 def _input_node(inputs: list[Node], bound: list[Buffer], root: Node, captured: Captured) -> Node:

@@ -11,6 +11,7 @@ graph, and a replay is one graph launch.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,11 +19,12 @@ import numpy as np
 
 from ..codegen import ir
 from ..graph import Node, Op, prod, source_node
-from ..runtime.device import Buffer
+from ..runtime.device import Buffer, debug_level
 from ..runtime.gpu_device import DeviceArray, GpuDevice, Launch, operand_view
 from ..schedule import ScheduleItem, schedule_kernels, strided_view
 from .cpu_program import UnsupportedStepError
 from .memory_plan import Lifetime, MemoryPlan, plan_arena
+from .profile import StepProfile
 from .trace import Captured
 
 ARENA_ALIGN = 256  # bytes: the start of every planned buffer (coalesced loads on GPUs; a multiple of OpenCL's)
@@ -63,6 +65,8 @@ class GpuProgram:
         self._make_commands()
         self.runs = 0
         self.graph: Any = None  # the device's recording of the commands (a CUDA graph), from the second run on
+        # DEBUG=2: each command is timed, waiting for the device after it (so no recording, which runs as a whole)
+        self.profile = StepProfile(self.command_names, np.zeros(len(self.commands))) if debug_level() >= 2 else None
 
     # ---- memory ----
 
@@ -190,6 +194,7 @@ class GpuProgram:
         if self.err is not None:
             device._fill_zero(self.err)
         self.commands: list[tuple[Callable[..., None], tuple]] = []
+        self.command_names: list[str] = []  # what each command computes, for the DEBUG=2 profile
         self.launch_memory: dict[int, tuple] = {}  # id(launch) -> (out, inputs, err), for a recording's updates
         for kind, step in self.work:
             if kind == "launch":
@@ -197,21 +202,25 @@ class GpuProgram:
                 self.launch_memory[id(step)] = mem
                 if step.plan.work:
                     self.commands.append((device._launch, (step, *mem)))
+                    self.command_names.append(f"kernel {step.value.op.name} {step.value.shape} {step.name}")
             elif kind == "copy":
                 out, src, offset = step
                 base, at = self.place[id(src)]
                 if _nbytes(out):
                     self.commands.append((device._copy, (self.memory(out), self._span((base, at + offset),
                                                                                       _nbytes(out)), _nbytes(out))))
+                    self.command_names.append(f"copy of a view {out.shape}")
             else:
                 out, operands = step
                 if _nbytes(out):
                     self.commands.append((device._matmul_into, (out, self.memory(out), *[
                         (self.memory(base_node), view) for base_node, view in operands])))
+                    self.command_names.append(f"matmul {out.shape}")
         for k, node in self.final_copies:
             if _nbytes(node):
                 self.commands.append((device._copy, (self.states[k], self._span(self.place[id(node)],
                                                                                  _nbytes(node)), _nbytes(node))))
+                self.command_names.append(f"copy into state {node.shape}")
         self.state_nodes = [self._node(s.final, self.states[k]) for k, (s, _) in enumerate(cap.states)]
         self.results = [self._result(r) for r in cap.roots]
         rand_offsets = {(n.arg[0], n.arg[1]): off for n, off in cap.rand}
@@ -237,6 +246,14 @@ class GpuProgram:
         for fn, args in self.commands:
             fn(*args)
 
+    def _enqueue_timed(self) -> None:
+        for i, (fn, args) in enumerate(self.commands):
+            start = time.perf_counter()
+            fn(*args)
+            self.device.synchronize()
+            self.profile.seconds[i] += time.perf_counter() - start
+        self.profile.runs += 1
+
     # ---- running ----
 
     def run(self, bound: list[Buffer], rng: tuple[int, int]) -> list[Node]:
@@ -257,9 +274,11 @@ class GpuProgram:
         for launch, seed_slot, offset_slot, offset in self.rand_slots:
             launch.args[seed_slot] = np.int64(seed - 2**64 if seed >= 2**63 else seed)
             launch.args[offset_slot] = np.int64(counter + offset)
-        if self.graph is None and self.runs >= 1:  # the first run made every lazy handle (cuBLAS, modules)
-            self.graph = device.record(self._enqueue, [launch for launch, *_ in self.rand_slots])
-        if self.graph is not None:
+        if self.graph is None and self.profile is None and self.runs >= 1:  # the first run made every lazy handle
+            self.graph = device.record(self._enqueue, [launch for launch, *_ in self.rand_slots])  # (cuBLAS's)
+        if self.profile is not None:
+            self._enqueue_timed()
+        elif self.graph is not None:
             for launch, *_ in self.rand_slots:
                 self.graph.set_args(launch, *self.launch_memory[id(launch)])
             self.graph.launch()
@@ -286,3 +305,7 @@ class GpuProgram:
     def memory_plan(self) -> MemoryPlan:
         """The arena layout planned at capture."""
         return self.plan
+
+    def kernel_profile(self) -> list[tuple[str, float]]:
+        """(what, ms per run) for each command, slowest first; empty unless captured with DEBUG>=2."""
+        return self.profile.table() if self.profile is not None else []
