@@ -13,7 +13,8 @@ METHOD_FUNCTIONS = (
     "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf isfinite isclose allclose lerp "
     "sum mean var std prod amax amin max min argmax argmin all any logsumexp softmax log_softmax cumsum "
     "reshape flatten unflatten squeeze unsqueeze permute transpose swapaxes movedim broadcast_to split chunk unbind "
-    "repeat_interleave flip narrow gather index_select masked_fill triu tril nonzero matmul mm bmm dot numel clone"
+    "repeat_interleave flip narrow gather index_select masked_fill triu tril nonzero matmul mm bmm dot numel clone "
+    "sort argsort msort topk"
 ).split()
 
 

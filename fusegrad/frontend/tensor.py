@@ -23,6 +23,7 @@ from .linalg import LinalgMixin
 from .movement import MovementMixin
 from .new_factories import NewFactoriesMixin
 from .reduce import ReduceMixin
+from .sorting import SortMixin
 
 Scalar = bool | int | float
 
@@ -97,7 +98,7 @@ class device(str):  # noqa: N801 - torch.device's name
 
 
 class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, LinalgMixin, InplaceMixin,
-             NewFactoriesMixin):
+             NewFactoriesMixin, SortMixin):
     """A multi-dimensional array that records how it was computed and computes only when asked.
 
     Operations build an immutable graph (checked for shape and dtype as it is built); `.realize()`, `.numpy()`,
