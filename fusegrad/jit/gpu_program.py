@@ -122,8 +122,9 @@ class GpuProgram:
         steps = {id(step.value): step for kind, step in self.work if kind == "launch" and step.value is step.target}
         steps.update({id(step[0]): None for kind, step in self.work if kind == "matmul"})  # BLAS: no overlap at all
         for k, (s, _) in enumerate(self.captured.states):
-            key, mem = id(s.final), self.states[k]
-            if key not in steps or self.place[key] != (key, 0):  # computed elsewhere, or already moved
+            (key, offset), mem = self.place[id(s.final)], self.states[k]
+            # the value, or a reshape of one, that a step computed into an arena buffer of its own and exactly its size
+            if key not in steps or offset or self.sizes[key] != max(_nbytes(s.final), 1):
                 continue
             j, last = self.written[key], self.last_fixed_read.get(id(mem), -1)
             launch = steps[key]
