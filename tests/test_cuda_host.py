@@ -170,6 +170,7 @@ def test_a_jitted_step_is_recorded_once_and_replayed_as_one_graph(driver: Record
         start = len(driver.calls)
         step(x, y).item()
         replay = driver.calls[start:]
+        assert [n for n, _ in replay][0] == "cuCtxSetCurrent"  # a replay binds the context, as a realize does
         assert [n for n, _ in replay].count("cuGraphLaunch") == 1
         assert not any(n in ("cuLaunchKernel", "cuStreamBeginCapture", "cuMemAlloc") for n, _ in replay)
         updates = [args for n, args in replay if n == "cuGraphExecKernelNodeSetParams"]

@@ -260,6 +260,7 @@ class GpuProgram:
     def run(self, bound: list[Buffer], rng: tuple[int, int]) -> list[Node]:
         """Copy new input buffers into their slots, set the random seeds, enqueue the step, check gathers."""
         device = self.device
+        device.make_current()
         arena = self.arena.alloc
         for i, buf in enumerate(bound):
             h = buf.handle

@@ -133,10 +133,9 @@ class CudaDevice(GpuDevice):
             self._cublas = Cublas(self.stream_handle)
         return self._cublas
 
-    def realize(self, nodes: list, order: list | None = None) -> None:
-        """Make the context current on this thread, then run the shared realize loop."""
+    def make_current(self) -> None:
+        """Make the device's context current on this thread (each thread has its own)."""
         _ok(self.cu.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
-        super().realize(nodes)
 
     # ---- memory ----
 

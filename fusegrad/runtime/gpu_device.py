@@ -143,6 +143,9 @@ class GpuDevice(Device):
     def synchronize(self) -> None:
         """Wait until every enqueued command has finished."""
 
+    def make_current(self) -> None:  # noqa: B027 - a default: only some drivers bind a device to each thread
+        """Bind the device to the calling thread before enqueuing (CUDA's current context)."""
+
     def record(self, enqueue: Callable[[], None], updated: list[Launch]) -> Any:  # noqa: ANN401
         """A recording of what `enqueue` enqueues, launched again with one call (a CUDA graph), or None where the
         device has none. Its `set_args(launch, out, inputs, err)` takes new launch arguments for the launches in
@@ -188,6 +191,7 @@ class GpuDevice(Device):
 
     def realize(self, nodes: list[Node], order: list[Node] | None = None) -> None:
         """Schedule, compile what is new as one program, run every item in order, then check the error flags."""
+        self.make_current()
         items = schedule_kernels(nodes)
         boundary = {id(item.out) for item in items}
         steps = [step for item in items for step in self.plan(item, boundary)]
