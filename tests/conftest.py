@@ -3,14 +3,23 @@ import os
 import zlib
 
 import pytest
+from cuda_emulator import EmulatedCudaDevice, emulator_available
 
 import fusegrad as fg
+from fusegrad.runtime import register_device
+
+# Without a GPU, `cuda` is fusegrad's CudaDevice over a CPU emulation of the CUDA driver (tests/cuda_emulator.py): its
+# printed kernels run for real, compiled by g++. FUSEGRAD_CUDA_EMULATOR=0 leaves `cuda` out instead.
+CUDA_EMULATED = ("cuda" not in fg.available_devices() and emulator_available()
+                 and os.environ.get("FUSEGRAD_CUDA_EMULATOR", "1") != "0")
+if CUDA_EMULATED:
+    register_device("cuda", EmulatedCudaDevice)
 
 KNOWN_DEVICES = ["numpy", "cpu", "cuda", "opencl"]
 # PoCL (OpenCL on the CPU, what CI has) compiles every new kernel for ~0.1 s: the whole suite on it takes 12+ minutes
 # on 2 cores. There each test function runs its first parametrization and 1 in SAMPLE_EVERY of the others (fixed by
-# name); FUSEGRAD_TEST_ALL_DEVICES=1 runs them all.
-SAMPLED_DEVICES, SAMPLE_EVERY = {"opencl"}, 6
+# name); FUSEGRAD_TEST_ALL_DEVICES=1 runs them all. The emulated `cuda` (g++ per new program) is sampled the same way.
+SAMPLED_DEVICES, SAMPLE_EVERY = {"opencl", "cuda"} if CUDA_EMULATED else {"opencl"}, 6
 
 
 def _sampled_out(request: pytest.FixtureRequest) -> bool:
@@ -35,7 +44,8 @@ def device(request: pytest.FixtureRequest) -> str:
 
 def pytest_report_header(config: pytest.Config) -> str:
     missing = [d for d in KNOWN_DEVICES if d not in fg.available_devices()]
-    return f"fusegrad devices: tested {fg.available_devices()}, skipped (not available) {missing}"
+    emulated = " (cuda: EMULATED on the CPU by tests/cuda_emulator.py, no GPU here)" if CUDA_EMULATED else ""
+    return f"fusegrad devices: tested {fg.available_devices()}{emulated}, skipped (not available) {missing}"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -107,7 +107,9 @@ def test_debug_2_times_every_command_of_a_step(accelerator: str, tmp_path) -> No
     import os
     import subprocess
     import sys
-    code = ("import fusegrad as fg\n"
+
+    from cuda_emulator import child_prelude
+    code = (child_prelude(accelerator) + "import fusegrad as fg\n"
             f"step = fg.jit(lambda x, w: (x @ w).relu().sum())\n"
             f"x, w = fg.randn(64, 32, device='{accelerator}'), fg.randn(32, 16, device='{accelerator}')\n"
             "for _ in range(5): step(x, w)\n"

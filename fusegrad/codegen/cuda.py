@@ -30,7 +30,7 @@ CUDA = Dialect(
     rand_types=("unsigned int", "unsigned long long"),
 )
 
-CUDA_PRELUDE = """#ifndef INFINITY
+CUDA_HELPERS = """#ifndef INFINITY
 #define INFINITY __int_as_float(0x7f800000)
 #endif
 #ifndef NAN
@@ -48,7 +48,9 @@ __device__ __forceinline__ float fg_rand(unsigned long long seed, unsigned long 
   unsigned int bits = fg_hash32(fg_hash32((unsigned int)counter ^ key) ^ ((unsigned int)(counter >> 32) * 0x9E3779B9u));
   return (float)(bits >> 8) * 5.9604644775390625e-08f;
 }
-__device__ __forceinline__ float fg_h2f(unsigned short h) {
+"""
+# float16 <-> float conversions, each one PTX instruction (tests/cuda_emulator.py swaps in C++ ones for the CPU)
+PTX_HALF = """__device__ __forceinline__ float fg_h2f(unsigned short h) {
   float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;
 }
 __device__ __forceinline__ unsigned short fg_f2h(float f) {
@@ -57,9 +59,19 @@ __device__ __forceinline__ unsigned short fg_f2h(float f) {
 __device__ __forceinline__ unsigned short fg_f2h(double f) {
   unsigned short h; asm("cvt.rn.f16.f64 %0, %1;" : "=h"(h) : "d"(f)); return h;
 }
-__device__ __forceinline__ float fg_rh(float x) { return fg_h2f(fg_f2h(x)); }
+"""
+HALF_ROUNDING = """__device__ __forceinline__ float fg_rh(float x) { return fg_h2f(fg_f2h(x)); }
 __device__ __forceinline__ float fg_rhd(double x) { return fg_h2f(fg_f2h(x)); }
 """
+
+
+def cuda_prelude(half_conversions: str = PTX_HALF) -> str:
+    """Helpers printed once per module: limits, the counter-based RNG (bit-identical to the C one), float16
+    conversions and rounding."""
+    return CUDA_HELPERS + half_conversions + HALF_ROUNDING
+
+
+CUDA_PRELUDE = cuda_prelude()
 _SHUFFLE_TYPES = {"bool": "int", "unsigned char": "int"}  # __shfl_down_sync has no byte overloads
 
 
@@ -105,9 +117,10 @@ def _block_reduce(plan: ThreadPlan, printer: Printer, it: str) -> list[str]:
     identity = printer.identity(acc, op)
 
     def warp_tree(pad: str) -> list[str]:
-        other = f"({t})__shfl_down_sync(0xffffffffu, ({shuffle}){a}, fg_o)"
+        # every lane shuffles, unconditionally, once: a combine may print its operand twice, under a condition
         lines = [f"{pad}for (int fg_o = 16; fg_o > 0; fg_o >>= 1) {{",
-                 f"{pad}  {a} = {printer.combine(acc, op, a, other)};"]
+                 f"{pad}  {t} fg_other = ({t})__shfl_down_sync(0xffffffffu, ({shuffle}){a}, fg_o);",
+                 f"{pad}  {a} = {printer.combine(acc, op, a, 'fg_other')};"]
         if nan:
             lines.append(f"{pad}  {a}_nan |= __shfl_down_sync(0xffffffffu, {a}_nan, fg_o);")
         return lines + [f"{pad}}}"]

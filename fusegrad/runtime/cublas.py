@@ -62,9 +62,12 @@ def gemm_plan(a: View, b: View) -> GemmPlan | None:
 class Cublas:
     """A cuBLAS handle bound to one stream."""
 
-    def __init__(self, stream: int):
-        from cuda.pathfinder import load_nvidia_dynamic_lib
-        self.lib = ctypes.CDLL(load_nvidia_dynamic_lib("cublas").abs_path)
+    def __init__(self, stream: int, lib: Any = None) -> None:  # noqa: ANN401
+        """A handle on `stream`; `lib`: the cuBLAS library as ctypes loads it (default: the `nvidia-cublas` one)."""
+        if lib is None:
+            from cuda.pathfinder import load_nvidia_dynamic_lib
+            lib = ctypes.CDLL(load_nvidia_dynamic_lib("cublas").abs_path)
+        self.lib = lib
         self.lib.cublasGemmStridedBatchedEx.argtypes = [
             ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
             ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_int,

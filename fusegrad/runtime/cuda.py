@@ -105,9 +105,11 @@ class CudaDevice(GpuDevice):
 
     name = "cuda"
 
-    def __init__(self) -> None:
-        from cuda.bindings import driver as cu
-        self.cu = cu
+    def __init__(self, driver: Any = None) -> None:  # noqa: ANN401 - a module
+        """`driver`: the CUDA driver API as cuda-bindings' `driver` module has it (default: that module)."""
+        if driver is None:
+            from cuda.bindings import driver
+        self.cu = cu = driver
         _ok(cu.cuInit(0), "cuInit")
         self.device = _ok(cu.cuDeviceGet(int(os.environ.get("FUSEGRAD_CUDA_DEVICE", "0"))), "cuDeviceGet")
         self.context = _ok(cu.cuDevicePrimaryCtxRetain(self.device), "cuDevicePrimaryCtxRetain")

@@ -1,0 +1,156 @@
+// The CUDA C++ that fusegrad prints, compiled by g++ and run on the CPU (tests/cuda_emulator.py): CUDA's
+// keywords as macros, its built-in indices as globals the launcher sets, and each thread of a block as a fiber
+// (ucontext), so __syncthreads and warp shuffles wait exactly as on a GPU: a fiber runs until it must wait, and a
+// barrier opens once every thread it waits for has arrived. Kernels without either run their threads one by one.
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <type_traits>
+#include <utility>
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __restrict__ __restrict
+#define __shared__ static volatile  // one block runs at a time: its shared memory can be statics (volatile: fibers switch)
+
+struct fg_dim3 { unsigned int x, y, z; };
+fg_dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+
+// float16 as the PTX conversions do it: round to nearest even, from float and from double (one rounding)
+static inline float fg_h2f(unsigned short h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
+static inline unsigned short fg_f2h(float f) { _Float16 x = (_Float16)f; unsigned short h; memcpy(&h, &x, 2); return h; }
+static inline unsigned short fg_f2h(double f) { _Float16 x = (_Float16)f; unsigned short h; memcpy(&h, &x, 2); return h; }
+
+enum { FG_RUNNABLE, FG_AT_WARP_BARRIER, FG_AT_BLOCK_BARRIER, FG_DONE };
+enum { FG_MAX_BLOCK = 1024, FG_STACK = 1 << 16 };
+
+static ucontext_t fg_scheduler;
+static ucontext_t fg_fiber[FG_MAX_BLOCK];
+static int fg_state[FG_MAX_BLOCK];
+static char* fg_stacks;
+static int fg_current;
+static void (*fg_body)(void**);
+static void** fg_params;
+static uint64_t fg_lanes[FG_MAX_BLOCK];  // what each thread offers to its warp's shuffle
+
+static void fg_wait(int state) {
+  fg_state[fg_current] = state;
+  swapcontext(&fg_fiber[fg_current], &fg_scheduler);
+}
+
+static void __syncthreads() { fg_wait(FG_AT_BLOCK_BARRIER); }
+
+template <class T>
+static T __shfl_down_sync(unsigned int mask, T v, int delta) {
+  static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
+  (void)mask;  // fusegrad shuffles whole warps only
+  int me = fg_current, lane = me & 31;
+  memcpy(&fg_lanes[me], &v, sizeof(T));
+  fg_wait(FG_AT_WARP_BARRIER);  // every lane has offered its value
+  T out = v;
+  if (lane + delta < 32) memcpy(&out, &fg_lanes[me + delta], sizeof(T));
+  fg_wait(FG_AT_WARP_BARRIER);  // every lane has read before any offers again
+  return out;
+}
+
+static void fg_fiber_main() {
+  fg_body(fg_params);
+  fg_state[fg_current] = FG_DONE;
+  swapcontext(&fg_fiber[fg_current], &fg_scheduler);
+}
+
+// Releases the barrier every thread that has not finished now waits at, if there is one: a warp whose live lanes
+// all wait at a shuffle, else the block when all its live threads wait at __syncthreads. 0 when none can open.
+static int fg_open_barrier(int threads) {
+  for (int w = 0; w < threads; w += 32) {
+    int end = w + 32 < threads ? w + 32 : threads, waiting = 0, live = 0;
+    for (int t = w; t < end; t++) {
+      live += fg_state[t] != FG_DONE;
+      waiting += fg_state[t] == FG_AT_WARP_BARRIER;
+    }
+    if (waiting && waiting == live) {
+      for (int t = w; t < end; t++) fg_state[t] = FG_RUNNABLE;
+      return 1;
+    }
+  }
+  int live = 0, waiting = 0;
+  for (int t = 0; t < threads; t++) {
+    live += fg_state[t] != FG_DONE;
+    waiting += fg_state[t] == FG_AT_BLOCK_BARRIER;
+  }
+  if (!waiting || waiting != live) return 0;
+  for (int t = 0; t < threads; t++)
+    if (fg_state[t] == FG_AT_BLOCK_BARRIER) fg_state[t] = FG_RUNNABLE;
+  return 1;
+}
+
+// Runs one block as fibers; 1 when its threads deadlock (a barrier some thread never reaches).
+static int fg_run_block_as_fibers(int threads) {
+  if (!fg_stacks) fg_stacks = (char*)malloc((size_t)FG_MAX_BLOCK * FG_STACK);
+  for (int t = 0; t < threads; t++) {
+    getcontext(&fg_fiber[t]);
+    fg_fiber[t].uc_stack.ss_sp = fg_stacks + (size_t)t * FG_STACK;
+    fg_fiber[t].uc_stack.ss_size = FG_STACK;
+    fg_fiber[t].uc_link = 0;
+    makecontext(&fg_fiber[t], fg_fiber_main, 0);
+    fg_state[t] = FG_RUNNABLE;
+  }
+  for (;;) {
+    int ran = 0, done = 0;
+    for (int t = 0; t < threads; t++) {
+      if (fg_state[t] != FG_RUNNABLE) continue;
+      fg_current = t;
+      threadIdx.x = t;
+      swapcontext(&fg_scheduler, &fg_fiber[t]);
+      ran = 1;
+    }
+    for (int t = 0; t < threads; t++) done += fg_state[t] == FG_DONE;
+    if (done == threads) return 0;
+    if (!ran && !fg_open_barrier(threads)) return 1;
+  }
+}
+
+// The grid, block after block. Returns 0, 1 on a deadlock, 2 for a launch shape no GPU accepts.
+static int fg_launch(void (*body)(void**), void** params, unsigned grid, unsigned block, int cooperative) {
+  if (grid == 0 || block == 0 || block > FG_MAX_BLOCK) return 2;
+  fg_body = body;
+  fg_params = params;
+  gridDim = {grid, 1, 1};
+  blockDim = {block, 1, 1};
+  threadIdx = {0, 0, 0};
+  for (unsigned b = 0; b < grid; b++) {
+    blockIdx = {b, 0, 0};
+    if (cooperative) {
+      if (fg_run_block_as_fibers((int)block)) return 1;
+    } else {
+      for (unsigned t = 0; t < block; t++) {
+        threadIdx.x = t;
+        body(params);
+      }
+    }
+  }
+  return 0;
+}
+
+// cuLaunchKernel's `kernelParams`: an array of pointers, one to each argument's value
+template <class... A, size_t... I>
+static void fg_call(void (*kernel)(A...), void** p, std::index_sequence<I...>) {
+  kernel(*static_cast<std::remove_reference_t<A>*>(p[I])...);
+}
+
+template <class... A>
+static constexpr int fg_arity(void (*)(A...)) { return sizeof...(A); }
+
+#define FG_EXPORT(name, cooperative)                                                                   \
+  extern "C" int fg_params_##name() { return fg_arity(name); }                                          \
+  extern "C" int fg_launch_##name(unsigned grid, unsigned block, void** params) {                      \
+    return fg_launch([](void** p) { fg_call(name, p, std::make_index_sequence<fg_arity(name)>{}); },   \
+                     params, grid, block, cooperative);                                                 \
+  }
