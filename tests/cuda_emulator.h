@@ -39,24 +39,27 @@ static int fg_current;
 static void (*fg_body)(void**);
 static void** fg_params;
 static uint64_t fg_lanes[FG_MAX_BLOCK];  // what each thread offers to its warp's shuffle
+static void* fg_site[FG_MAX_BLOCK];  // where each waiting thread called the barrier: all must wait at the same one
 
-static void fg_wait(int state) {
+static void fg_wait(int state, void* site) {
   fg_state[fg_current] = state;
+  fg_site[fg_current] = site;
   swapcontext(&fg_fiber[fg_current], &fg_scheduler);
 }
 
-static void __syncthreads() { fg_wait(FG_AT_BLOCK_BARRIER); }
+__attribute__((noinline)) static void __syncthreads() { fg_wait(FG_AT_BLOCK_BARRIER, __builtin_return_address(0)); }
 
 template <class T>
-static T __shfl_down_sync(unsigned int mask, T v, int delta) {
+__attribute__((noinline)) static T __shfl_down_sync(unsigned int mask, T v, int delta) {
   static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
   (void)mask;  // fusegrad shuffles whole warps only
   int me = fg_current, lane = me & 31;
+  void* site = __builtin_return_address(0);
   memcpy(&fg_lanes[me], &v, sizeof(T));
-  fg_wait(FG_AT_WARP_BARRIER);  // every lane has offered its value
+  fg_wait(FG_AT_WARP_BARRIER, site);  // every lane has offered its value
   T out = v;
   if (lane + delta < 32) memcpy(&out, &fg_lanes[me + delta], sizeof(T));
-  fg_wait(FG_AT_WARP_BARRIER);  // every lane has read before any offers again
+  fg_wait(FG_AT_WARP_BARRIER, site);  // every lane has read before any offers again
   return out;
 }
 
@@ -66,8 +69,20 @@ static void fg_fiber_main() {
   swapcontext(&fg_fiber[fg_current], &fg_scheduler);
 }
 
-// Releases the barrier every thread that has not finished now waits at, if there is one: a warp whose live lanes
-// all wait at a shuffle, else the block when all its live threads wait at __syncthreads. 0 when none can open.
+// Whether every thread in [begin, end) waiting in `state` waits at the same call site.
+static int fg_same_site(int begin, int end, int state) {
+  void* site = 0;
+  for (int t = begin; t < end; t++) {
+    if (fg_state[t] != state) continue;
+    if (site && fg_site[t] != site) return 0;
+    site = fg_site[t];
+  }
+  return 1;
+}
+
+// Releases the barrier every thread that has not finished now waits at, if there is one: a warp whose lanes all
+// wait at one shuffle, else the block when all its live threads wait at one __syncthreads. 0 when none can open,
+// -1 when threads wait at different ones or a shuffle waits for a lane that has exited (undefined on a GPU).
 static int fg_open_barrier(int threads) {
   for (int w = 0; w < threads; w += 32) {
     int end = w + 32 < threads ? w + 32 : threads, waiting = 0, live = 0;
@@ -76,7 +91,9 @@ static int fg_open_barrier(int threads) {
       waiting += fg_state[t] == FG_AT_WARP_BARRIER;
     }
     if (waiting && waiting == live) {
-      for (int t = w; t < end; t++) fg_state[t] = FG_RUNNABLE;
+      if (live != end - w || !fg_same_site(w, end, FG_AT_WARP_BARRIER)) return -1;
+      for (int t = w; t < end; t++)
+        if (fg_state[t] == FG_AT_WARP_BARRIER) fg_state[t] = FG_RUNNABLE;
       return 1;
     }
   }
@@ -86,12 +103,14 @@ static int fg_open_barrier(int threads) {
     waiting += fg_state[t] == FG_AT_BLOCK_BARRIER;
   }
   if (!waiting || waiting != live) return 0;
+  if (!fg_same_site(0, threads, FG_AT_BLOCK_BARRIER)) return -1;
   for (int t = 0; t < threads; t++)
     if (fg_state[t] == FG_AT_BLOCK_BARRIER) fg_state[t] = FG_RUNNABLE;
   return 1;
 }
 
-// Runs one block as fibers; 1 when its threads deadlock (a barrier some thread never reaches).
+// Runs one block as fibers; 1 when its threads deadlock (a barrier some thread never reaches), 3 when they diverge
+// at barriers or shuffles.
 static int fg_run_block_as_fibers(int threads) {
   if (!fg_stacks) fg_stacks = (char*)malloc((size_t)FG_MAX_BLOCK * FG_STACK);
   for (int t = 0; t < threads; t++) {
@@ -113,11 +132,13 @@ static int fg_run_block_as_fibers(int threads) {
     }
     for (int t = 0; t < threads; t++) done += fg_state[t] == FG_DONE;
     if (done == threads) return 0;
-    if (!ran && !fg_open_barrier(threads)) return 1;
+    if (ran) continue;
+    int opened = fg_open_barrier(threads);
+    if (opened <= 0) return opened ? 3 : 1;
   }
 }
 
-// The grid, block after block. Returns 0, 1 on a deadlock, 2 for a launch shape no GPU accepts.
+// The grid, block after block. Returns 0, 1 on a deadlock, 2 for a launch shape no GPU accepts, 3 on divergence.
 static int fg_launch(void (*body)(void**), void** params, unsigned grid, unsigned block, int cooperative) {
   if (grid == 0 || block == 0 || block > FG_MAX_BLOCK) return 2;
   fg_body = body;
@@ -128,7 +149,8 @@ static int fg_launch(void (*body)(void**), void** params, unsigned grid, unsigne
   for (unsigned b = 0; b < grid; b++) {
     blockIdx = {b, 0, 0};
     if (cooperative) {
-      if (fg_run_block_as_fibers((int)block)) return 1;
+      int status = fg_run_block_as_fibers((int)block);
+      if (status) return status;
     } else {
       for (unsigned t = 0; t < block; t++) {
         threadIdx.x = t;

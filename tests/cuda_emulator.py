@@ -67,6 +67,10 @@ class Kernel:
         self.params = getattr(lib, f"fg_params_{name}")()
 
 
+_LAUNCH_ERRORS = {1: "its threads deadlocked", 2: "a launch shape no GPU takes",
+                  3: "threads of one warp or block met at different shuffles or barriers"}
+
+
 class KernelNode:
     """A kernel launch with its argument values copied, as a stream runs it and a graph holds it."""
 
@@ -84,7 +88,7 @@ class KernelNode:
         addresses = self.values.ctypes.data + 8 * np.arange(len(self.values), dtype=np.uint64)
         status = self.fn.launch(self.grid, self.block, addresses.ctypes.data)
         if status:
-            raise EmulatorError(f"{self.fn.name}: {['', 'its threads deadlocked', 'bad launch shape'][status]} "
+            raise EmulatorError(f"{self.fn.name}: {_LAUNCH_ERRORS[status]} "
                                 f"(grid {self.grid}, block {self.block})")
         self.driver.check_guards(self.fn.name)
 
