@@ -2,14 +2,33 @@
 // keywords as macros, its built-in indices as globals the launcher sets, and each thread of a block as a fiber
 // (ucontext), so __syncthreads and warp shuffles wait exactly as on a GPU: a fiber runs until it must wait, and a
 // barrier opens once every thread it waits for has arrived. Kernels without either run their threads one by one.
-#include <math.h>
+// No C++ standard headers: they would triple the compile time of every kernel module.
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <ucontext.h>
 
-#include <type_traits>
-#include <utility>
+#define memcpy __builtin_memcpy
+#define FG_MATH(name)                                                     \
+  static inline float name##f(float x) { return __builtin_##name##f(x); } \
+  static inline double name(double x) { return __builtin_##name(x); }
+FG_MATH(exp2)
+FG_MATH(log2)
+FG_MATH(sin)
+FG_MATH(sqrt)
+static inline float fmodf(float x, float y) { return __builtin_fmodf(x, y); }
+static inline double fmod(double x, double y) { return __builtin_fmod(x, y); }
+static inline float fmaf(float x, float y, float z) { return __builtin_fmaf(x, y, z); }
+static inline double fma(double x, double y, double z) { return __builtin_fma(x, y, z); }
+#define INFINITY __builtin_inff()
+#define NAN __builtin_nanf("")
+
+namespace fg {
+template <class T> struct unref { typedef T type; };
+template <class T> struct unref<T&> { typedef T type; };
+template <unsigned long... I> struct seq {};
+template <unsigned long N, unsigned long... I> struct make_seq : make_seq<N - 1, N - 1, I...> {};
+template <unsigned long... I> struct make_seq<0, I...> { typedef seq<I...> type; };
+}  // namespace fg
 
 #define __global__
 #define __device__
@@ -162,9 +181,9 @@ static int fg_launch(void (*body)(void**), void** params, unsigned grid, unsigne
 }
 
 // cuLaunchKernel's `kernelParams`: an array of pointers, one to each argument's value
-template <class... A, size_t... I>
-static void fg_call(void (*kernel)(A...), void** p, std::index_sequence<I...>) {
-  kernel(*static_cast<std::remove_reference_t<A>*>(p[I])...);
+template <class... A, unsigned long... I>
+static void fg_call(void (*kernel)(A...), void** p, fg::seq<I...>) {
+  kernel(*static_cast<typename fg::unref<A>::type*>(p[I])...);
 }
 
 template <class... A>
@@ -173,6 +192,6 @@ static constexpr int fg_arity(void (*)(A...)) { return sizeof...(A); }
 #define FG_EXPORT(name, cooperative)                                                                   \
   extern "C" int fg_params_##name() { return fg_arity(name); }                                          \
   extern "C" int fg_launch_##name(unsigned grid, unsigned block, void** params) {                      \
-    return fg_launch([](void** p) { fg_call(name, p, std::make_index_sequence<fg_arity(name)>{}); },   \
+    return fg_launch([](void** p) { fg_call(name, p, typename fg::make_seq<fg_arity(name)>::type{}); },   \
                      params, grid, block, cooperative);                                                 \
   }

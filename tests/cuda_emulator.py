@@ -310,7 +310,7 @@ def _build_kernels(sources: dict[str, str]) -> dict[str, Kernel]:
             source.write_text(text)
             built = Path(tmp, "kernels.so")
             result = subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-ffp-contract=off", "-w",
-                                     "-o", str(built), str(source)], capture_output=True, text=True)
+                                     "-o", str(built), str(source), "-lm"], capture_output=True, text=True)
             if result.returncode:
                 raise RuntimeError(f"g++ rejected the emulated CUDA source:\n{result.stderr[-4000:]}")
             os.replace(built, library)
