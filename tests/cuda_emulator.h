@@ -1,11 +1,10 @@
 // The CUDA C++ that fusegrad prints, compiled by g++ and run on the CPU (tests/cuda_emulator.py): CUDA's
 // keywords as macros, its built-in indices as globals the launcher sets, and each thread of a block as a fiber
-// (ucontext), so __syncthreads and warp shuffles wait exactly as on a GPU: a fiber runs until it must wait, and a
+// (a stack switch), so __syncthreads and warp shuffles wait exactly as on a GPU: a fiber runs until it must wait, and a
 // barrier opens once every thread it waits for has arrived. Kernels without either run their threads one by one.
 // No C++ standard headers: they would triple the compile time of every kernel module.
 #include <stdint.h>
-#include <stdlib.h>
-#include <ucontext.h>
+extern "C" void* malloc(unsigned long size);
 
 #define memcpy __builtin_memcpy
 #define FG_MATH(name)                                                     \
@@ -50,8 +49,43 @@ static inline unsigned short fg_f2h(double f) { _Float16 x = (_Float16)f; unsign
 enum { FG_RUNNABLE, FG_AT_WARP_BARRIER, FG_AT_BLOCK_BARRIER, FG_DONE };
 enum { FG_MAX_BLOCK = 1024, FG_STACK = 1 << 16 };
 
+static void fg_fiber_main();
+
+// Switching between the scheduler and a fiber: on x86-64 six callee-saved registers and the stack pointer (ucontext
+// would make two system calls per switch, and a block's reduction switches thousands of times); ucontext elsewhere.
+#if defined(__x86_64__)
+__asm__(".text\n.p2align 4\nfg_switch_stack:\n"  // (void** save_sp, void* load_sp)
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n  ret\n");
+extern "C" void fg_switch_stack(void** save_sp, void* load_sp) __asm__("fg_switch_stack");
+static void* fg_scheduler;
+static void* fg_fiber[FG_MAX_BLOCK];
+
+static void fg_start_fiber(int t, char* stack) {
+  void** top = (void**)(((uintptr_t)stack + FG_STACK) & ~(uintptr_t)15);
+  top[-1] = 0;  // where a return address would be: fg_fiber_main starts as if called, and never returns
+  top[-2] = (void*)fg_fiber_main;  // what the first switch's `ret` jumps to
+  for (int r = 3; r <= 8; r++) top[-r] = 0;  // the six registers the first switch pops
+  fg_fiber[t] = top - 8;
+}
+static void fg_enter_fiber(int t) { fg_switch_stack(&fg_scheduler, fg_fiber[t]); }
+static void fg_leave_fiber(int t) { fg_switch_stack(&fg_fiber[t], fg_scheduler); }
+#else
+#include <ucontext.h>
 static ucontext_t fg_scheduler;
 static ucontext_t fg_fiber[FG_MAX_BLOCK];
+
+static void fg_start_fiber(int t, char* stack) {
+  getcontext(&fg_fiber[t]);
+  fg_fiber[t].uc_stack.ss_sp = stack;
+  fg_fiber[t].uc_stack.ss_size = FG_STACK;
+  fg_fiber[t].uc_link = 0;
+  makecontext(&fg_fiber[t], fg_fiber_main, 0);
+}
+static void fg_enter_fiber(int t) { swapcontext(&fg_scheduler, &fg_fiber[t]); }
+static void fg_leave_fiber(int t) { swapcontext(&fg_fiber[t], &fg_scheduler); }
+#endif
 static int fg_state[FG_MAX_BLOCK];
 static char* fg_stacks;
 static int fg_current;
@@ -63,7 +97,7 @@ static void* fg_site[FG_MAX_BLOCK];  // where each waiting thread called the bar
 static void fg_wait(int state, void* site) {
   fg_state[fg_current] = state;
   fg_site[fg_current] = site;
-  swapcontext(&fg_fiber[fg_current], &fg_scheduler);
+  fg_leave_fiber(fg_current);
 }
 
 __attribute__((noinline)) static void __syncthreads() { fg_wait(FG_AT_BLOCK_BARRIER, __builtin_return_address(0)); }
@@ -85,7 +119,7 @@ __attribute__((noinline)) static T __shfl_down_sync(unsigned int mask, T v, int 
 static void fg_fiber_main() {
   fg_body(fg_params);
   fg_state[fg_current] = FG_DONE;
-  swapcontext(&fg_fiber[fg_current], &fg_scheduler);
+  fg_leave_fiber(fg_current);
 }
 
 // Whether every thread in [begin, end) waiting in `state` waits at the same call site.
@@ -131,13 +165,9 @@ static int fg_open_barrier(int threads) {
 // Runs one block as fibers; 1 when its threads deadlock (a barrier some thread never reaches), 3 when they diverge
 // at barriers or shuffles.
 static int fg_run_block_as_fibers(int threads) {
-  if (!fg_stacks) fg_stacks = (char*)malloc((size_t)FG_MAX_BLOCK * FG_STACK);
+  if (!fg_stacks) fg_stacks = (char*)malloc((uintptr_t)FG_MAX_BLOCK * FG_STACK);
   for (int t = 0; t < threads; t++) {
-    getcontext(&fg_fiber[t]);
-    fg_fiber[t].uc_stack.ss_sp = fg_stacks + (size_t)t * FG_STACK;
-    fg_fiber[t].uc_stack.ss_size = FG_STACK;
-    fg_fiber[t].uc_link = 0;
-    makecontext(&fg_fiber[t], fg_fiber_main, 0);
+    fg_start_fiber(t, fg_stacks + (uintptr_t)t * FG_STACK);
     fg_state[t] = FG_RUNNABLE;
   }
   for (;;) {
@@ -146,7 +176,7 @@ static int fg_run_block_as_fibers(int threads) {
       if (fg_state[t] != FG_RUNNABLE) continue;
       fg_current = t;
       threadIdx.x = t;
-      swapcontext(&fg_scheduler, &fg_fiber[t]);
+      fg_enter_fiber(t);
       ran = 1;
     }
     for (int t = 0; t < threads; t++) done += fg_state[t] == FG_DONE;

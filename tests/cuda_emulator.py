@@ -16,13 +16,14 @@ written down here.
 """
 from __future__ import annotations
 
+import bisect
 import ctypes
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -90,7 +91,7 @@ class KernelNode:
         if status:
             raise EmulatorError(f"{self.fn.name}: {_LAUNCH_ERRORS[status]} "
                                 f"(grid {self.grid}, block {self.block})")
-        self.driver.check_guards(self.fn.name)
+        self.driver.check_guards(self.fn.name, self.values)
 
 
 class EmulatedDriver:
@@ -106,6 +107,7 @@ class EmulatedDriver:
 
     def __init__(self) -> None:
         self.memory: dict[int, tuple[np.ndarray, int]] = {}  # address -> (backing array, requested size)
+        self.starts: list[int] = []  # the addresses, sorted
         self.capture: list[Callable[[], None]] | None = None  # the graph being recorded, while a capture runs
         self.launches = 0
 
@@ -157,17 +159,25 @@ class EmulatedDriver:
         backing[start:start + nbytes] = 0x5A  # fresh device memory is not zeroed: reading it unwritten shows
         backing[start + nbytes:start + nbytes + GUARD] = GUARD_BYTE
         self.memory[address] = (backing, nbytes)
+        bisect.insort(self.starts, address)
         return 0, address
 
     def cuMemFree(self, address: int) -> tuple:  # noqa: N802
         self.memory.pop(int(address))
+        self.starts.remove(int(address))
         return (0,)
 
-    def check_guards(self, after: str) -> None:
-        """Raise if anything wrote past the end of an allocation."""
-        for address, (backing, nbytes) in self.memory.items():
+    def check_guards(self, after: str, pointers: Iterable[int]) -> None:
+        """Raise if something given these pointers (and perhaps other values) wrote past the end of the allocation
+        one of them points into."""
+        for p in map(int, pointers):
+            i = bisect.bisect_right(self.starts, p) - 1
+            if i < 0:
+                continue
+            address = self.starts[i]
+            backing, nbytes = self.memory[address]
             start = address - backing.ctypes.data + nbytes
-            if np.any(backing[start:start + GUARD] != GUARD_BYTE):
+            if p <= address + nbytes and np.any(backing[start:start + GUARD] != GUARD_BYTE):
                 raise EmulatorError(f"{after} wrote past the end of a {nbytes}-byte allocation")
 
     def cuMemcpyHtoDAsync(self, dst: int, src: int, nbytes: int, stream: int) -> tuple:  # noqa: N802
@@ -289,6 +299,7 @@ class EmulatedCublas:
             if beta_value != 0:
                 result += beta_value * out.astype(acc)
             out[...] = result.astype(dtype)
+            self.driver.check_guards("a cuBLAS GEMM", [c])
 
         self.driver.enqueue(run)
         return 0
@@ -309,7 +320,7 @@ def _build_kernels(sources: dict[str, str]) -> dict[str, Kernel]:
             source = Path(tmp, "kernels.cpp")
             source.write_text(text)
             built = Path(tmp, "kernels.so")
-            result = subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-ffp-contract=off", "-w",
+            result = subprocess.run(["g++", "-std=c++17", "-O0", "-shared", "-fPIC", "-ffp-contract=off", "-w",
                                      "-o", str(built), str(source), "-lm"], capture_output=True, text=True)
             if result.returncode:
                 raise RuntimeError(f"g++ rejected the emulated CUDA source:\n{result.stderr[-4000:]}")
