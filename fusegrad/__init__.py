@@ -30,7 +30,17 @@ from .frontend.functions import FUNCTIONS, one_hot, where
 from .frontend.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .frontend.linalg import einsum
 from .frontend.movement import cat, stack
+from .frontend.random import (
+    bernoulli,
+    get_rng_state,
+    initial_seed,
+    multinomial,
+    randperm,
+    seed,
+    set_rng_state,
+)
 from .frontend.tensor import Tensor, device, grad
+from .frontend.threads import get_num_threads, set_num_threads
 from .graph import ShapeError
 from .realize import ShapeOnlyError
 from .runtime import available_devices, default_device, set_default_device, synchronize
@@ -44,7 +54,7 @@ int = int32  # noqa: A001 - torch.int
 globals().update(FUNCTIONS)
 concat = concatenate = cat
 
-from . import cuda, data, nn, optim  # noqa: E402,F401 - last: the library layer uses the names above
+from . import cuda, data, distributed, nn, optim  # noqa: E402,F401 - last: the library layer uses the names above
 from .io import load, save  # noqa: E402,F401 - checkpoints (safetensors files), part of the library layer
 from .jit import JitError, jit  # noqa: E402,F401 - whole-step capture and replay
 
@@ -68,4 +78,5 @@ __all__ = ["DType", "Spec", "ShapeError", "ShapeOnlyError", "Tensor", "arange", 
            "int64", "is_grad_enabled", "jit", "JitError", "linspace", "manual_seed", "no_grad", "normal", "one_hot",
            "ones", "ones_like", "promote_types", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like",
            "realize", "schedule", "set_default_device", "set_grad_enabled", "stack", "synchronize", "tensor", "uint8",
-           "where", "zeros", "zeros_like", *FUNCTIONS]
+           "where", "zeros", "zeros_like", "bernoulli", "get_num_threads", "get_rng_state", "initial_seed",
+           "multinomial", "randperm", "seed", "set_num_threads", "set_rng_state", *FUNCTIONS]

@@ -9,7 +9,8 @@ from .dataset import Dataset, Subset, TensorDataset, make_rng, random_split
 from .download import cache_dir
 from .idx import parse_idx, read_idx
 from .loader import DataLoader, default_collate
+from .sampler import DistributedSampler
 from .vision import ImageDataset, fashion_mnist, mnist
 
-__all__ = ["DataLoader", "Dataset", "ImageDataset", "Subset", "TensorDataset", "cache_dir", "default_collate",
-           "fashion_mnist", "make_rng", "mnist", "parse_idx", "random_split", "read_idx"]
+__all__ = ["DataLoader", "Dataset", "DistributedSampler", "ImageDataset", "Subset", "TensorDataset", "cache_dir",
+           "default_collate", "fashion_mnist", "make_rng", "mnist", "parse_idx", "random_split", "read_idx"]

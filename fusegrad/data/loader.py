@@ -59,15 +59,21 @@ class DataLoader:
       is, or an int seed); with `generator=None` each epoch's permutation is seeded from fusegrad's random stream,
       so `fg.manual_seed` makes it reproducible.
     - `drop_last=True` drops the last batch when it is smaller than `batch_size`.
+    - `sampler`: an iterable of sample indices (with `len`) that gives each epoch's order instead, e.g. a
+      `DistributedSampler`; it excludes `shuffle`.
     - `collate_fn` merges a list of samples into a batch (default `default_collate`). Without one, a dataset with
       a `get_batch(indices)` method (TensorDataset, MNIST, Subset of those) makes each batch with one fancy index.
     """
 
     def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
-                 collate_fn: Callable[[list[Any]], Any] | None = None, generator: Generator = None):
+                 collate_fn: Callable[[list[Any]], Any] | None = None, generator: Generator = None,
+                 sampler: Any = None) -> None:  # noqa: ANN401 - any iterable of indices
         if isinstance(batch_size, bool) or operator.index(batch_size) < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = operator.index(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -76,11 +82,13 @@ class DataLoader:
         self.generator = None if generator is None else make_rng(generator)
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset if self.sampler is None else self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _order(self) -> np.ndarray:
         """The sample indices of one epoch."""
+        if self.sampler is not None:
+            return np.fromiter(iter(self.sampler), np.int64)
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n, dtype=np.int64)

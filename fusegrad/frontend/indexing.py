@@ -243,6 +243,29 @@ class IndexingMixin:
             return self._apply(Op.GATHER, self.reshape(1), index.reshape(1), arg=0).reshape(())
         return self._apply(Op.GATHER, self, index, arg=self._dim(dim))
 
+    def take_along_dim(self: Tensor, indices: Tensor, dim: int | None = None) -> Tensor:
+        """Elements at `indices` along dim (other dims broadcast; dim=None: of the flattened tensor)."""
+        from .tensor import Tensor
+        if not isinstance(indices, Tensor):
+            raise TypeError(f"take_along_dim: indices must be a Tensor, got {type(indices).__name__}")
+        if indices.dtype != dt.int64:
+            raise TypeError(f"take_along_dim: indices must be int64, got {indices.dtype.name} (as in torch)")
+        if dim is None:
+            return self.reshape(-1).take_along_dim(indices.reshape(-1), 0)
+        if self.ndim == 0:
+            raise IndexError(f"take_along_dim: dim {dim} given for a 0-d tensor (dim=None takes from it)")
+        d = self._dim(dim)
+        if indices.ndim != self.ndim:
+            raise shape_error(f"take_along_dim: indices shape {indices.shape} must have as many dims as the input "
+                              f"{self.shape}")
+        rest = list(broadcast_shape("take_along_dim", self.shape[:d] + self.shape[d + 1:],
+                                    indices.shape[:d] + indices.shape[d + 1:]))
+        index, valid = _wrap_negative(indices, self.shape[d], d)
+        if valid is not None:  # out of range: make the gather raise when it runs
+            index = valid._select(index, -1)
+        index = index._broadcast_to(tuple(rest[:d] + [indices.shape[d]] + rest[d:]))
+        return self._broadcast_to(tuple(rest[:d] + [self.shape[d]] + rest[d:])).gather(d, index)
+
     def index_select(self: Tensor, dim: int, index: Tensor) -> Tensor:
         """The entries of `index` (1-D) along dim."""
         d = self._dim(dim)

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from .. import dtype as dt
 from ..graph import Op, ShapeError, shape_error
 from .elementwise import broadcast_shape
 
@@ -70,6 +74,89 @@ class LinalgMixin:
         if self.ndim != 1 or other.ndim != 1 or self.shape != other.shape:
             raise shape_error(f"dot: needs two 1-D tensors of equal length, got {self.shape} and {other.shape}")
         return self.matmul(other)
+
+    def mv(self: Tensor, vec: Tensor) -> Tensor:
+        """Product of a matrix and a 1-D vector."""
+        if self.ndim != 2 or getattr(vec, "ndim", None) != 1:
+            raise shape_error(f"mv: needs a matrix and a 1-D vector, got shapes {self.shape} and "
+                              f"{getattr(vec, 'shape', type(vec).__name__)}")
+        return self.matmul(vec)
+
+    def outer(self: Tensor, vec2: Tensor) -> Tensor:
+        """Outer product of two 1-D tensors, out[i, j] = self[i] * vec2[j] (dtypes promoted, like torch)."""
+        if self.ndim != 1 or getattr(vec2, "ndim", None) != 1:
+            raise shape_error(f"outer: needs two 1-D tensors, got shapes {self.shape} and "
+                              f"{getattr(vec2, 'shape', type(vec2).__name__)}")
+        return self.unsqueeze(1) * vec2.unsqueeze(0)
+
+    def trace(self: Tensor) -> Tensor:
+        """Sum of a matrix's main diagonal (integers sum as int64)."""
+        if self.ndim != 2:
+            raise shape_error(f"trace: needs a matrix, got shape {self.shape}")
+        if self.dtype == dt.bool_:
+            raise TypeError("trace: not implemented for bool tensors (as in torch)")
+        return self.diag().sum()
+
+    def addmm(self: Tensor, mat1: Tensor, mat2: Tensor, *, beta: float = 1, alpha: float = 1) -> Tensor:
+        """beta * self + alpha * (mat1 @ mat2), self broadcast to the product's shape (torch.addmm)."""
+        if getattr(mat1, "ndim", None) != 2 or getattr(mat2, "ndim", None) != 2:
+            raise shape_error(f"addmm: mat1 and mat2 must be matrices, got shapes {getattr(mat1, 'shape', None)} "
+                              f"and {getattr(mat2, 'shape', None)}")
+        return self._add_product(mat1.mm(mat2), beta, alpha, "addmm")
+
+    def baddbmm(self: Tensor, batch1: Tensor, batch2: Tensor, *, beta: float = 1, alpha: float = 1) -> Tensor:
+        """beta * self + alpha * (batch1 @ batch2) over a batch, self broadcast to the product's shape."""
+        return self._add_product(batch1.bmm(batch2), beta, alpha, "baddbmm")
+
+    def _add_product(self: Tensor, product: Tensor, beta: float, alpha: float, name: str) -> Tensor:
+        """beta * self + alpha * product; beta=0 ignores self's values (NaN too) and passes it a zero gradient."""
+        if self.dtype != product.dtype:
+            raise shape_error(f"{name}: input dtype {self.dtype.name} differs from the product's {product.dtype.name}; "
+                              "cast one first")
+        if broadcast_shape(name, self.shape, product.shape) != product.shape:
+            raise shape_error(f"{name}: input shape {self.shape} cannot be broadcast to the product's {product.shape}")
+        if not self.dtype.is_floating_point:  # torch converts the scalars to the tensors' dtype
+            beta, alpha = int(beta), int(alpha)
+        scaled = product if alpha == 1 else product * alpha
+        if beta == 0:
+            return self._zero_grad_from(scaled)
+        return (self if beta == 1 else self * beta) + scaled
+
+
+def tensordot(a: Tensor, b: Tensor, dims: int | Sequence[Sequence[int]] | Tensor = 2) -> Tensor:
+    """Contract the last `dims` dims of a with the first of b, or the listed (dims of a, dims of b)."""
+    from .tensor import Tensor
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError(f"tensordot: a and b must be Tensors, got {type(a).__name__} and {type(b).__name__}")
+    if isinstance(dims, Tensor):
+        dims = dims.tolist()
+    if isinstance(dims, (int, np.integer)) and not isinstance(dims, bool):
+        if dims < 0:
+            raise ValueError(f"tensordot: dims must be non-negative, got {dims}")
+        if dims > min(a.ndim, b.ndim):
+            raise shape_error(f"tensordot: cannot contract {dims} dims of shapes {a.shape} and {b.shape}")
+        da, db = list(range(a.ndim - dims, a.ndim)), list(range(dims))
+    elif (isinstance(dims, (tuple, list)) and len(dims) == 2
+          and all(isinstance(ds, (tuple, list)) for ds in dims)):
+        da, db = [a._dim(d) for d in dims[0]], [b._dim(d) for d in dims[1]]
+        if len(da) != len(db):
+            raise shape_error(f"tensordot: dims {dims} lists {len(da)} dims of a but {len(db)} of b")
+        if len(set(da)) != len(da) or len(set(db)) != len(db):
+            raise shape_error(f"tensordot: dims {dims} names a dim more than once")
+    else:
+        raise TypeError(f"tensordot: dims must be an int or two lists of dims, got {dims!r}")
+    sizes = []
+    for i, j in zip(da, db):
+        if a.shape[i] != b.shape[j] and 1 not in (a.shape[i], b.shape[j]):
+            raise shape_error(f"tensordot: contracted dims differ: dim {i} of {a.shape} has size {a.shape[i]}, dim "
+                              f"{j} of {b.shape} has {b.shape[j]}")
+        sizes.append(max(a.shape[i], b.shape[j]))  # a size-1 side is broadcast, as in torch
+    free_a, free_b = [d for d in range(a.ndim) if d not in da], [d for d in range(b.ndim) if d not in db]
+    shape_a, shape_b = tuple(a.shape[d] for d in free_a), tuple(b.shape[d] for d in free_b)
+    k = math.prod(sizes)
+    left = a.permute(free_a + da)._broadcast_to(shape_a + tuple(sizes)).reshape(math.prod(shape_a), k)
+    right = b.permute(db + free_b)._broadcast_to(tuple(sizes) + shape_b).reshape(k, math.prod(shape_b))
+    return left.matmul(right).reshape(shape_a + shape_b)
 
 
 def _parse(equation: str, operands: tuple[Tensor, ...]) -> tuple[list[str], str]:

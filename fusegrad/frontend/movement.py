@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..dtype import bool_
+from ..dtype import bool_, int64
 from ..graph import Op, shape_error
 from .elementwise import broadcast_shape, promote
 
@@ -24,6 +24,14 @@ def _sizes(args: tuple[Any, ...]) -> tuple[int, ...]:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = tuple(args[0])
     return tuple(int(a) for a in args)
+
+
+def _int_list(value: Any, op: str, name: str) -> list[int]:
+    """An int or a sequence of ints as a list (roll's shifts and dims), or a TypeError naming the argument."""
+    items = list(value) if isinstance(value, (tuple, list)) else [value]
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in items):
+        raise TypeError(f"{op}: {name} must be an int or a sequence of ints, got {value!r}")
+    return [int(v) for v in items]
 
 
 class MovementMixin:
@@ -275,6 +283,80 @@ class MovementMixin:
         if not (0 <= start and length >= 0 and start + length <= self.shape[d]):
             raise shape_error(f"narrow: start {start} and length {length} do not fit dim {dim} of shape {self.shape}")
         return self._narrow_dim(d, start, start + length)
+
+    # ---- rolling, differences, diagonals ----
+
+    def roll(self: Tensor, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None) -> Tensor:
+        """Shift elements along dims, wrapping around the end; dims=None rolls the flattened tensor."""
+        shift_list = _int_list(shifts, "roll", "shifts")
+        if dims is None:
+            if len(shift_list) != 1:
+                raise shape_error(f"roll: shifts {shifts} needs as many dims, got dims=None (one shift only)")
+            return self.flatten().roll(shift_list, 0).reshape(self.shape)
+        dim_list = _int_list(dims, "roll", "dims")
+        if not shift_list or len(shift_list) != len(dim_list):
+            raise shape_error(f"roll: shifts {shifts} and dims {dims} must be equally many (and at least one)")
+        if self.ndim == 0:
+            raise IndexError(f"roll: dims {dims} given for a 0-d tensor (dims=None rolls it)")
+        out = self
+        for shift, dim in zip(shift_list, dim_list):
+            d = self._dim(dim)
+            n = self.shape[d]
+            k = shift % n if n else 0
+            if k:  # the last k elements move to the front
+                out = cat([out._narrow_dim(d, n - k, n), out._narrow_dim(d, 0, n - k)], d)
+        return out
+
+    def diff(self: Tensor, n: int = 1, dim: int = -1, prepend: Tensor | None = None,
+             append: Tensor | None = None) -> Tensor:
+        """The n-th forward difference along dim, after joining prepend and append on; bool tensors xor."""
+        from .tensor import Tensor
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"diff: n must be an int, got {type(n).__name__}")
+        if n < 0:
+            raise ValueError(f"diff: the order n must be non-negative, got {n}")
+        if self.ndim == 0:
+            raise shape_error("diff: expects a tensor with at least one dim, got a 0-d tensor")
+        d = self._dim(dim)
+        pieces = [self]
+        for name, extra in (("prepend", prepend), ("append", append)):
+            if extra is None:
+                continue
+            if not isinstance(extra, Tensor):
+                raise TypeError(f"diff: {name} must be a Tensor, got {type(extra).__name__}")
+            if extra.ndim != self.ndim or any(a != b for i, (a, b) in enumerate(zip(extra.shape, self.shape))
+                                              if i != d):
+                raise shape_error(f"diff: {name} shape {extra.shape} must match the input's {self.shape} except "
+                                  f"along dim {dim}")
+            pieces.insert(0 if name == "prepend" else len(pieces), extra)
+        if n == 0:
+            return self
+        x = cat(pieces, d) if len(pieces) > 1 else self
+        for _ in range(n):
+            m = x.shape[d]
+            later, earlier = x._narrow_dim(d, min(1, m), m), x._narrow_dim(d, 0, max(m - 1, 0))
+            x = later.logical_xor(earlier) if x.dtype == bool_ else later - earlier
+        return x
+
+    def diag(self: Tensor, diagonal: int = 0) -> Tensor:
+        """A 1-D tensor as a matrix with it on the `diagonal`-th diagonal, or a matrix's diagonal as 1-D."""
+        if isinstance(diagonal, bool) or not isinstance(diagonal, (int, np.integer)):
+            raise TypeError(f"diag: diagonal must be an int, got {type(diagonal).__name__}")
+        k = int(diagonal)
+        if self.ndim == 1:
+            m = self.shape[0] + abs(k)
+            pos = self._wrap(self._arange_node(m, int64))
+            on = (pos.reshape(1, m) - pos.reshape(m, 1)) == k  # col - row
+            # the element of row i (k >= 0) or of column i (k < 0) is v[i]; padding makes it length m
+            v = self._pad([(0, abs(k))])
+            return on._select(v.reshape(m, 1) if k >= 0 else v.reshape(1, m), self._const(0, ()))
+        if self.ndim != 2:
+            raise shape_error(f"diag: supports 1-D and 2-D tensors, got shape {self.shape}")
+        rows, cols = self.shape
+        x = self._shrink([(0, rows), (min(k, cols), cols)] if k >= 0 else [(min(-k, rows), rows), (0, cols)])
+        size = min(x.shape)
+        x = x._shrink([(0, size), (0, size)]).reshape(size * size)
+        return x._stride([size + 1]) if size > 1 else x  # element i * (size + 1) of the flattened square is (i, i)
 
     # ---- flipping, padding, windows ----
 

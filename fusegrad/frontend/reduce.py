@@ -106,6 +106,10 @@ class ReduceMixin:
         zero = v == 0
         return zero._select(0.0, zero._select(1.0, v).sqrt())
 
+    def count_nonzero(self: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
+        """How many elements are nonzero (NaN counts) over dims, all by default (also for dim=()), as int64."""
+        return (self != 0).sum(None if isinstance(dim, (tuple, list)) and not dim else dim)
+
     def amax(self: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """Maximum over dims; ties share the gradient evenly."""
         if self.numel() == 0 and self._count(dim) == 0:
@@ -250,3 +254,25 @@ class ReduceMixin:
         rows = x.unsqueeze(-2).expand(x.shape[:-1] + (n, n))
         out = tri._select(rows, x._const(0, ())).sum(-1, dtype=dtype)
         return out.movedim(-1, d)
+
+
+def var_mean(input: Tensor, dim: int | Sequence[int] | None = None, unbiased: bool | None = None,  # noqa: A002
+             keepdim: bool = False, *, correction: int | None = None) -> tuple[Tensor, Tensor]:
+    """(variance, mean) over dims, like torch.var_mean (Bessel's correction=1 by default)."""
+    _check_tensor(input, "var_mean")
+    mean = input.mean(dim, keepdim)  # first: it rejects integer tensors, as torch does
+    return input.var(dim, unbiased, keepdim, correction=correction), mean
+
+
+def std_mean(input: Tensor, dim: int | Sequence[int] | None = None, unbiased: bool | None = None,  # noqa: A002
+             keepdim: bool = False, *, correction: int | None = None) -> tuple[Tensor, Tensor]:
+    """(standard deviation, mean) over dims, like torch.std_mean (Bessel's correction=1 by default)."""
+    _check_tensor(input, "std_mean")
+    mean = input.mean(dim, keepdim)
+    return input.std(dim, unbiased, keepdim, correction=correction), mean
+
+
+def _check_tensor(x: Any, name: str) -> None:
+    from .tensor import Tensor
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")

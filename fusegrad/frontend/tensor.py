@@ -15,13 +15,16 @@ from ..realize import ShapeOnlyError, realize
 from ..runtime import get_device
 from ..runtime.device import canonical_device
 from . import grad_mode
+from .binary import BinaryMathMixin
 from .elementwise import ElementwiseMixin
 from .expansions import expand
+from .hooks import HooksMixin, run_post_accumulate_grad_hooks
 from .indexing import IndexingMixin
 from .inplace import InplaceMixin
 from .linalg import LinalgMixin
 from .movement import MovementMixin
 from .new_factories import NewFactoriesMixin
+from .random import RandomMixin
 from .reduce import ReduceMixin
 from .sorting import SortMixin
 
@@ -97,8 +100,8 @@ class device(str):  # noqa: N801 - torch.device's name
         return f"device(type={str(self)!r}{index})"
 
 
-class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, LinalgMixin, InplaceMixin,
-             NewFactoriesMixin, SortMixin):
+class Tensor(ElementwiseMixin, BinaryMathMixin, ReduceMixin, MovementMixin, IndexingMixin, LinalgMixin, InplaceMixin,
+             NewFactoriesMixin, SortMixin, RandomMixin, HooksMixin):
     """A multi-dimensional array that records how it was computed and computes only when asked.
 
     Operations build an immutable graph (checked for shape and dtype as it is built); `.realize()`, `.numpy()`,
@@ -436,6 +439,7 @@ class Tensor(ElementwiseMixin, ReduceMixin, MovementMixin, IndexingMixin, Linalg
             t.grad = g if t.grad is None else (t.grad + g)
         if not create_graph and leaves:  # the output too, as torch has computed it: its errors (a bad index) show
             leaves[0][0].grad.realize(*[t.grad for t, _ in leaves[1:]], self)
+        run_post_accumulate_grad_hooks([t for t, _ in leaves])
 
 
 class _DataAlias(Tensor):

@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .. import dtype as dt
 from ..autograd import Composite
 from ..graph import Op
@@ -225,6 +227,32 @@ class UnaryMixin:
     def lerp(self: Tensor, end: Any, weight: Any) -> Tensor:
         """self + weight * (end - self)."""
         return self + weight * (end - self)
+
+    def frac(self: Tensor) -> Tensor:
+        """The fractional part self - trunc(self), with self's sign (NaN at +-inf); the gradient is 1."""
+        if not self.dtype.is_floating_point:
+            raise TypeError(f"frac: needs a floating-point tensor, got {self.dtype.name} (as torch)")
+        return self - self.trunc()
+
+    def signbit(self: Tensor) -> Tensor:
+        """True where the sign bit is set: negative values and -0.0 (bool result, no gradient)."""
+        x = self.detach()
+        if not x.dtype.is_floating_point:
+            return x < 0 if x.dtype in (dt.int32, dt.int64) else x._const(False, dtype=dt.bool_)
+        return (x < 0).logical_or(x.reciprocal() < 0)  # 1 / -0.0 is -inf: the one way to see the sign of a zero
+
+    def nan_to_num(self: Tensor, nan: float = 0.0, posinf: float | None = None,
+                   neginf: float | None = None) -> Tensor:
+        """NaN, +inf, -inf replaced by nan, posinf, neginf (default: the dtype's extreme finite values)."""
+        if not self.dtype.is_floating_point:
+            return self.clone()
+        top = float(np.finfo(self.dtype.np).max)
+        with np.errstate(over="ignore"):  # a bound beyond the dtype's range rounds to inf, as in torch
+            nan, pos, neg = (self.dtype.np(v).item() for v in (nan, top if posinf is None else posinf,
+                                                                -top if neginf is None else neginf))
+        out = (self == float("inf"))._select(self._const(pos, ()), self)
+        out = (self == float("-inf"))._select(self._const(neg, ()), out)
+        return self.isnan()._select(self._const(nan, ()), out)
 
 
 # erf(x) = x * P(x^2) / Q(x^2) on [-4, 4] (Eigen's and XLA's float32 rational fit; |erf| rounds to 1 beyond):
