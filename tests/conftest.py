@@ -19,7 +19,7 @@ KNOWN_DEVICES = ["numpy", "cpu", "cuda", "opencl"]
 # PoCL (OpenCL on the CPU, what CI has) compiles every new kernel for ~0.1 s: the whole suite on it takes 12+ minutes
 # on 2 cores. There each test function runs its first parametrization and 1 in SAMPLE_EVERY of the others (fixed by
 # name); FUSEGRAD_TEST_ALL_DEVICES=1 runs them all. The emulated `cuda` (g++ per new program, a minute and a half of
-# compiling per 1000 tests on a fresh machine) runs 1 in 24: its kernels differ from the others. only in print.
+# compiling per 1000 tests on a fresh machine) runs 1 in 24: its kernels differ from the others' only in print.
 SAMPLE_EVERY = {"opencl": 6, "cuda": 24} if CUDA_EMULATED else {"opencl": 6}
 
 

@@ -159,9 +159,7 @@ class CpuProgram:
             out = item.out
             if item.kind == "view":
                 base = self.where[id(item.inputs[0])]
-                found = strided_view(out)
-                offset = found[1].offset if found is not None else 0
-                self.where[id(out)] = (base[0], base[1], base[2] + offset * out.dtype.itemsize)
+                self.where[id(out)] = (base[0], base[1], base[2] + item.offset * out.dtype.itemsize)
             elif id(out) not in self.where:
                 self.where[id(out)] = ("arena", id(out), 0)
                 first[id(out)] = j

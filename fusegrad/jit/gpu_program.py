@@ -21,7 +21,7 @@ from ..codegen import ir
 from ..graph import Node, Op, prod, source_node
 from ..runtime.device import Buffer, debug_level
 from ..runtime.gpu_device import DeviceArray, GpuDevice, Launch, operand_view
-from ..schedule import ScheduleItem, schedule_kernels, strided_view
+from ..schedule import ScheduleItem, schedule_kernels
 from .cpu_program import UnsupportedStepError
 from .memory_plan import Lifetime, MemoryPlan, plan_arena
 from .profile import StepProfile
@@ -100,8 +100,7 @@ class GpuProgram:
             if step.kind == "view":
                 src = step.inputs[0]
                 base, offset = self.place[id(src)]
-                found = strided_view(out, ready)
-                offset += (found[1].offset if found is not None else 0) * out.dtype.itemsize
+                offset += step.offset * out.dtype.itemsize  # the scheduler's: where the block starts in src
                 self._read(src, j)
                 if offset % self.device.region_align == 0:  # shared memory
                     self.place[id(out)] = (base, offset)

@@ -266,12 +266,10 @@ class GpuDevice(Device):
         if isinstance(step, ScheduleItem):
             out = step.out
             if step.kind == "view":  # a dense block of a buffer
-                found = strided_view(out)
-                offset = found[1].offset if found is not None else 0
-                base = step.inputs[0].buffer.handle
+                base = step.inputs[0].buffer.handle  # the block starts step.offset elements into it
                 nbytes = prod(out.shape) * out.dtype.itemsize
                 out.buffer = Buffer(self.name, out.shape, out.dtype,
-                                    self._view(base, offset * out.dtype.itemsize, nbytes))
+                                    self._view(base, step.offset * out.dtype.itemsize, nbytes))
             else:
                 mem = self.alloc(prod(out.shape) * out.dtype.itemsize)
                 if mem.nbytes:
