@@ -109,7 +109,6 @@ class EmulatedDriver:
         self.memory: dict[int, tuple[np.ndarray, int]] = {}  # address -> (backing array, requested size)
         self.starts: list[int] = []  # the addresses, sorted
         self.capture: list[Callable[[], None]] | None = None  # the graph being recorded, while a capture runs
-        self.launches = 0
 
     # ---- context, device, stream ----
 
@@ -204,7 +203,6 @@ class EmulatedDriver:
                        shared: int, stream: int, params: int, extra: int) -> tuple:
         if (gy, gz, by, bz, shared, extra) != (1, 1, 1, 1, 0, 0):
             raise EmulatorError("the emulator runs 1-d grids and blocks without dynamic shared memory only")
-        self.launches += 1
         self.enqueue(KernelNode(self, fn, gx, bx, params))
         return (0,)
 
